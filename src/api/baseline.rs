@@ -1,0 +1,260 @@
+//! `CronJobBaseline`: the approved inventory of CronJobs (SPEC 2.1).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::Severity;
+
+/// A pattern that `time.ParseDuration`-style durations (`90s`, `15m`, `1h30m`) match.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "cronwarden.io",
+    version = "v1alpha1",
+    kind = "CronJobBaseline",
+    namespaced,
+    status = "CronJobBaselineStatus",
+    shortname = "cjb",
+    category = "cronwarden",
+    doc = "Approved CronJobs of a namespace, or of the namespaces a trusted baseline selects.",
+    printcolumn(
+        name = "Entries",
+        type_ = "integer",
+        json_path = ".status.entries",
+        description = "approved entries"
+    ),
+    printcolumn(
+        name = "Matched",
+        type_ = "integer",
+        json_path = ".status.matchedCronJobs",
+        description = "CronJobs matched by an entry"
+    ),
+    printcolumn(
+        name = "Open Findings",
+        type_ = "integer",
+        json_path = ".status.openFindings"
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobBaselineSpec {
+    /// Honoured only for baselines in a trusted namespace; elsewhere the
+    /// baseline governs its own namespace and reports NamespaceSelectorIgnored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// What to do with CronJobs that match no entry.
+    #[serde(default)]
+    pub unapproved: Unapproved,
+    /// Detect only, or also suspend offending CronJobs (needs the controller's consent).
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// The approved CronJobs.
+    #[serde(default)]
+    #[schemars(length(max = 10000))]
+    pub approved: Vec<ApprovedEntry>,
+}
+
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum Unapproved {
+    #[default]
+    Report,
+    Ignore,
+}
+
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum Enforcement {
+    #[default]
+    Detect,
+    Suspend,
+}
+
+/// One approved CronJob, or a family of them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.name), has(self.namePattern), has(self.selector)].filter(x, x).size() == 1").message("exactly one of name, namePattern or selector must be set"))]
+#[x_kube(validation = Rule::new("!has(self.required) || !self.required || has(self.name)").message("required is only allowed on entries with a name"))]
+pub struct ApprovedEntry {
+    /// Exact CronJob name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// Glob over CronJob names (`report-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name_pattern: Option<String>,
+    /// Label selector over CronJob labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Name entries only: report ApprovedCronJobMissing when no such CronJob exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// Allowed schedules (macros are expanded before comparison); empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<String>,
+    /// Allowed `spec.timeZone` values; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_zones: Vec<String>,
+    /// The schedule must not fire more often than this; also replaces the
+    /// global HighFrequencySchedule threshold for matched CronJobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    pub min_interval: Option<String>,
+    /// Allowed image patterns (globs over normalised references); empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Images must be pinned by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_digest: Option<bool>,
+    /// Allowed service accounts; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_account_names: Vec<String>,
+    /// Allowed command and args per container; empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<ApprovedCommand>,
+    /// Strict pin of the security-relevant pod template (`cronwarden baseline snapshot --pin-template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub template_hash: Option<String>,
+    /// Allowed deployment paths (field managers that own spec fields); empty = any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
+    /// Informational, copied into findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Heuristic rules not reported for the CronJobs this entry matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub waive: Vec<HeuristicRule>,
+    /// Severity per rule ID for the CronJobs this entry matches.
+    #[serde(default, skip_serializing_if = "SeverityOverrides::is_empty")]
+    pub severity_overrides: SeverityOverrides,
+}
+
+/// The approved command line of one container. An omitted `command` or
+/// `args` means the container must not set it (the image default runs).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovedCommand {
+    #[schemars(length(min = 1))]
+    pub container: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobBaselineStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub entries: i32,
+    #[serde(default)]
+    pub governed_namespaces: i32,
+    #[serde(default)]
+    pub matched_cron_jobs: i32,
+    #[serde(default)]
+    pub open_findings: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The heuristic rules (SPEC 3.2): the only ones a baseline may waive.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
+pub enum HeuristicRule {
+    HighFrequencySchedule,
+    PrivilegedJobTemplate,
+    HostPathMount,
+    SuspiciousCommand,
+    MutableImageReference,
+    UnapprovedRegistry,
+    SensitiveNamespace,
+    HistoryErasure,
+}
+
+impl From<HeuristicRule> for crate::api::Rule {
+    fn from(h: HeuristicRule) -> Self {
+        use crate::api::Rule as R;
+        match h {
+            HeuristicRule::HighFrequencySchedule => R::HighFrequencySchedule,
+            HeuristicRule::PrivilegedJobTemplate => R::PrivilegedJobTemplate,
+            HeuristicRule::HostPathMount => R::HostPathMount,
+            HeuristicRule::SuspiciousCommand => R::SuspiciousCommand,
+            HeuristicRule::MutableImageReference => R::MutableImageReference,
+            HeuristicRule::UnapprovedRegistry => R::UnapprovedRegistry,
+            HeuristicRule::SensitiveNamespace => R::SensitiveNamespace,
+            HeuristicRule::HistoryErasure => R::HistoryErasure,
+        }
+    }
+}
+
+macro_rules! severity_overrides {
+    ($($field:ident => $rule:ident),* $(,)?) => {
+        /// Severity per rule ID. A struct rather than a map, so the schema
+        /// itself rejects a key that is not a rule ID.
+        #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct SeverityOverrides {
+            $(
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<Severity>,
+            )*
+        }
+
+        impl SeverityOverrides {
+            pub fn is_empty(&self) -> bool {
+                self.iter().is_empty()
+            }
+
+            /// The overrides that are set, by rule.
+            pub fn iter(&self) -> Vec<(crate::api::Rule, Severity)> {
+                let mut out = Vec::new();
+                $( if let Some(s) = self.$field { out.push((crate::api::Rule::$rule, s)); } )*
+                out
+            }
+
+            pub fn set(&mut self, rule: crate::api::Rule, severity: Severity) {
+                match rule {
+                    $( crate::api::Rule::$rule => self.$field = Some(severity), )*
+                }
+            }
+        }
+    };
+}
+
+severity_overrides! {
+    not_in_baseline => NotInBaseline,
+    schedule_not_approved => ScheduleNotApproved,
+    image_not_approved => ImageNotApproved,
+    service_account_not_approved => ServiceAccountNotApproved,
+    command_not_approved => CommandNotApproved,
+    template_drift => TemplateDrift,
+    deploy_path_not_approved => DeployPathNotApproved,
+    approved_cron_job_missing => ApprovedCronJobMissing,
+    high_frequency_schedule => HighFrequencySchedule,
+    privileged_job_template => PrivilegedJobTemplate,
+    host_path_mount => HostPathMount,
+    suspicious_command => SuspiciousCommand,
+    mutable_image_reference => MutableImageReference,
+    unapproved_registry => UnapprovedRegistry,
+    sensitive_namespace => SensitiveNamespace,
+    history_erasure => HistoryErasure,
+}

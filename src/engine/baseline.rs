@@ -1,0 +1,277 @@
+//! Baselines compiled for matching (SPEC 2.1): validated once, with every
+//! problem named by entry, so a bad entry never stops the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kube::core::{Selector, SelectorExt};
+
+use super::normalize::{ImagePattern, normalize_schedule, parse_duration, parse_schedule};
+use crate::api::{
+    ApprovedCommand, ApprovedEntry, CronJobBaseline, Enforcement, Rule, Severity, Unapproved,
+    reasons,
+};
+
+/// Why a baseline is not fully accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum EntryMatcher {
+    Name(String),
+    Pattern(globset::GlobMatcher),
+    Selector(Selector),
+}
+
+impl EntryMatcher {
+    /// name > namePattern > selector.
+    pub fn specificity(&self) -> u8 {
+        match self {
+            EntryMatcher::Name(_) => 3,
+            EntryMatcher::Pattern(_) => 2,
+            EntryMatcher::Selector(_) => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CompiledEntry {
+    /// `namespace/name` of the baseline.
+    pub baseline: String,
+    pub index: usize,
+    pub matcher: EntryMatcher,
+    pub required: bool,
+    /// Normalised (macros expanded).
+    pub schedules: Vec<String>,
+    pub time_zones: Vec<String>,
+    pub min_interval: Option<Duration>,
+    pub images: Vec<ImagePattern>,
+    pub require_digest: bool,
+    pub service_accounts: Vec<String>,
+    pub commands: Vec<ApprovedCommand>,
+    pub template_hash: Option<String>,
+    pub managers: Vec<String>,
+    pub owner: Option<String>,
+    pub waive: BTreeSet<Rule>,
+    pub severity_overrides: BTreeMap<Rule, Severity>,
+    pub enforcement: Enforcement,
+}
+
+impl CompiledEntry {
+    pub fn label(&self) -> String {
+        match &self.matcher {
+            EntryMatcher::Name(n) => format!("{}[{}] (name {n})", self.baseline, self.index),
+            EntryMatcher::Pattern(p) => {
+                format!(
+                    "{}[{}] (namePattern {})",
+                    self.baseline,
+                    self.index,
+                    p.glob()
+                )
+            }
+            EntryMatcher::Selector(s) => {
+                format!("{}[{}] (selector {s})", self.baseline, self.index)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CompiledBaseline {
+    pub namespace: String,
+    pub name: String,
+    /// `namespace/name`.
+    pub key: String,
+    pub generation: Option<i64>,
+    /// Set only when the baseline sits in a trusted namespace.
+    pub namespace_selector: Option<Selector>,
+    pub unapproved: Unapproved,
+    pub enforcement: Enforcement,
+    pub entries: Vec<CompiledEntry>,
+    /// Entries as declared (valid or not), for status.
+    pub declared_entries: usize,
+    pub problems: Vec<Problem>,
+}
+
+fn entry_name(base: &str, i: usize, e: &ApprovedEntry) -> String {
+    let what = e
+        .name
+        .as_deref()
+        .map(|n| format!(" (name {n})"))
+        .or_else(|| {
+            e.name_pattern
+                .as_deref()
+                .map(|p| format!(" (namePattern {p})"))
+        })
+        .unwrap_or_default();
+    format!("{base} entry approved[{i}]{what}")
+}
+
+/// Compile one baseline. Invalid entries are left out and named in
+/// `problems`; the rest keep working.
+pub fn compile(b: &CronJobBaseline, trusted: &BTreeSet<String>) -> CompiledBaseline {
+    let namespace = b.metadata.namespace.clone().unwrap_or_default();
+    let name = b.metadata.name.clone().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let mut problems = Vec::new();
+    let namespace_selector = match &b.spec.namespace_selector {
+        None => None,
+        Some(_) if !trusted.contains(&namespace) => {
+            problems.push(Problem {
+                reason: reasons::NAMESPACE_SELECTOR_IGNORED,
+                message: format!(
+                    "baseline {key}: namespaceSelector is ignored because namespace {namespace} is not trusted; it governs only its own namespace"
+                ),
+            });
+            None
+        }
+        Some(sel) => match Selector::try_from(sel.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(Problem {
+                    reason: reasons::INVALID_PATTERN,
+                    message: format!("baseline {key}: invalid namespaceSelector: {e}"),
+                });
+                None
+            }
+        },
+    };
+    let mut entries = Vec::new();
+    for (i, e) in b.spec.approved.iter().enumerate() {
+        match compile_entry(&key, i, e, b.spec.enforcement) {
+            Ok(c) => entries.push(c),
+            Err(p) => problems.push(p),
+        }
+    }
+    CompiledBaseline {
+        namespace,
+        name,
+        key,
+        generation: b.metadata.generation,
+        namespace_selector,
+        unapproved: b.spec.unapproved,
+        enforcement: b.spec.enforcement,
+        entries,
+        declared_entries: b.spec.approved.len(),
+        problems,
+    }
+}
+
+fn compile_entry(
+    base: &str,
+    i: usize,
+    e: &ApprovedEntry,
+    enforcement: Enforcement,
+) -> Result<CompiledEntry, Problem> {
+    let label = || entry_name(base, i, e);
+    let bad = |reason: &'static str, why: String| Problem {
+        reason,
+        message: format!("{}: {why}", label()),
+    };
+    let set = [
+        e.name.is_some(),
+        e.name_pattern.is_some(),
+        e.selector.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if set != 1 {
+        return Err(bad(
+            reasons::INVALID_ENTRY,
+            "exactly one of name, namePattern or selector must be set".into(),
+        ));
+    }
+    let matcher = if let Some(n) = &e.name {
+        if n.is_empty() {
+            return Err(bad(reasons::INVALID_ENTRY, "name is empty".into()));
+        }
+        EntryMatcher::Name(n.clone())
+    } else if let Some(p) = &e.name_pattern {
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(false)
+            .build()
+            .map_err(|err| {
+                bad(
+                    reasons::INVALID_PATTERN,
+                    format!("invalid namePattern {p:?}: {err}"),
+                )
+            })?;
+        EntryMatcher::Pattern(g.compile_matcher())
+    } else {
+        let s = e.selector.clone().unwrap_or_default();
+        EntryMatcher::Selector(
+            Selector::try_from(s)
+                .map_err(|err| bad(reasons::INVALID_PATTERN, format!("invalid selector: {err}")))?,
+        )
+    };
+    if e.required == Some(true) && !matches!(matcher, EntryMatcher::Name(_)) {
+        return Err(bad(
+            reasons::INVALID_ENTRY,
+            "required is only allowed on entries with a name".into(),
+        ));
+    }
+    let mut schedules = Vec::new();
+    for s in &e.schedules {
+        parse_schedule(s).map_err(|err| bad(reasons::INVALID_SCHEDULE, err))?;
+        schedules.push(normalize_schedule(s));
+    }
+    let min_interval = match &e.min_interval {
+        Some(d) => Some(
+            parse_duration(d)
+                .map_err(|err| bad(reasons::INVALID_DURATION, format!("minInterval: {err}")))?,
+        ),
+        None => None,
+    };
+    let images = e
+        .images
+        .iter()
+        .map(|p| ImagePattern::new(p).map_err(|err| bad(reasons::INVALID_PATTERN, err)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let waive: BTreeSet<Rule> = e.waive.iter().map(|h| Rule::from(*h)).collect();
+    let severity_overrides: BTreeMap<Rule, Severity> =
+        e.severity_overrides.iter().into_iter().collect();
+    if let Some(h) = &e.template_hash {
+        let ok = h
+            .strip_prefix("sha256:")
+            .is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(bad(
+                reasons::INVALID_PATTERN,
+                format!("templateHash {h:?} is not sha256:<64 hex digits>"),
+            ));
+        }
+    }
+    Ok(CompiledEntry {
+        baseline: base.to_owned(),
+        index: i,
+        matcher,
+        required: e.required == Some(true),
+        schedules,
+        time_zones: e.time_zones.clone(),
+        min_interval,
+        images,
+        require_digest: e.require_digest == Some(true),
+        service_accounts: e.service_account_names.clone(),
+        commands: e.commands.clone(),
+        template_hash: e.template_hash.clone(),
+        managers: e.managers.clone(),
+        owner: e.owner.clone(),
+        waive,
+        severity_overrides,
+        enforcement,
+    })
+}
+
+impl CompiledEntry {
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        match &self.matcher {
+            EntryMatcher::Name(n) => n == name,
+            EntryMatcher::Pattern(g) => g.is_match(name),
+            EntryMatcher::Selector(s) => s.matches(labels),
+        }
+    }
+}

@@ -1,0 +1,960 @@
+//! The detection engine: a pure function from an [`Inventory`] to desired
+//! findings. No I/O, no clock, no client: the controller and `scan` feed it
+//! and publish or render what comes out.
+
+pub mod baseline;
+pub mod normalize;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{
+    CronJobBaseline, Enforcement, ManagerRef, Mitre, Observed, Rule, Severity, Subject, Unapproved,
+    Violation,
+};
+pub use baseline::{CompiledBaseline, CompiledEntry, EntryMatcher, Problem};
+use normalize::{ImageRef, IntervalCache, format_duration, has_digest, normalize_schedule};
+
+/// JSON path of the pod spec inside a CronJob, for violation fields.
+pub const POD_PATH: &str = "spec.jobTemplate.spec.template.spec";
+/// Violation messages are bounded so findings stay small in etcd.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// What the engine needs of a CronJob: spec, identity, labels and the
+/// deployment path. Status and managedFields are dropped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CronJobView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: Option<Time>,
+    pub spec: CronJobSpec,
+    pub managers: Vec<ManagerRef>,
+}
+
+impl From<CronJob> for CronJobView {
+    fn from(cj: CronJob) -> Self {
+        let managers = cj
+            .metadata
+            .managed_fields
+            .as_deref()
+            .map(normalize::spec_managers)
+            .unwrap_or_default();
+        CronJobView {
+            namespace: cj.metadata.namespace.unwrap_or_default(),
+            name: cj.metadata.name.unwrap_or_default(),
+            uid: cj.metadata.uid,
+            generation: cj.metadata.generation,
+            labels: cj.metadata.labels.unwrap_or_default(),
+            created_at: cj.metadata.creation_timestamp,
+            spec: cj.spec,
+            managers,
+        }
+    }
+}
+
+/// Everything the engine decides over.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub cronjobs: Vec<CronJobView>,
+    pub baselines: Vec<CronJobBaseline>,
+    /// Namespace name → labels. Namespaces of CronJobs and baselines not
+    /// listed here count as existing with no labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Engine settings shared by `scan` and the controller.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces whose baselines may use namespaceSelector.
+    pub trusted_namespaces: BTreeSet<String>,
+    /// HighFrequencySchedule threshold where no entry sets minInterval.
+    pub min_interval: Duration,
+    /// Heuristic rules switched off.
+    pub disabled_rules: BTreeSet<Rule>,
+    /// Registry globs (`registry.example.com`, `*.corp.example`); empty = UnapprovedRegistry off.
+    pub registry_allowlist: Vec<String>,
+    pub severity_overrides: BTreeMap<Rule, Severity>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            trusted_namespaces: BTreeSet::from(["cronwarden-system".to_owned()]),
+            min_interval: Duration::from_secs(300),
+            disabled_rules: BTreeSet::new(),
+            registry_allowlist: Vec::new(),
+            severity_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// A finding as the engine wants it to exist: no timestamps, no state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredFinding {
+    pub namespace: String,
+    pub name: String,
+    pub subject: Subject,
+    /// Sorted by rule, then field.
+    pub violations: Vec<Violation>,
+    pub observed: Option<Observed>,
+    /// `namespace/name` of the baselines behind the verdict.
+    pub baselines: Vec<String>,
+    pub owner: Option<String>,
+    pub severity: Severity,
+    /// Baseline asking, via `enforcement: Suspend`, for the CronJob to be suspended.
+    pub suspend_by: Option<String>,
+}
+
+impl DesiredFinding {
+    pub fn rules(&self) -> Vec<Rule> {
+        let mut r: Vec<Rule> = self.violations.iter().map(|v| v.rule).collect();
+        r.dedup();
+        r
+    }
+
+    pub fn rules_column(&self) -> String {
+        self.rules()
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The one-line summary used in Event notes and tables.
+    pub fn summary(&self) -> String {
+        self.violations
+            .first()
+            .map(|v| v.message.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// What the engine says about one baseline, for its status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BaselineReport {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub entries: usize,
+    pub governed_namespaces: usize,
+    pub matched_cronjobs: usize,
+    pub open_findings: usize,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Sorted by namespace, then name.
+    pub findings: Vec<DesiredFinding>,
+    /// Sorted by namespace, then name.
+    pub baselines: Vec<BaselineReport>,
+    /// `namespace/name` of CronJobs matched by an approved entry.
+    pub approved: HashSet<String>,
+}
+
+/// Pre-compiled settings plus the memo of schedule intervals.
+#[derive(Clone)]
+pub struct Engine {
+    pub settings: Settings,
+    allowlist: Option<globset::GlobSet>,
+    intervals: IntervalCache,
+}
+
+struct Pool<'a> {
+    baselines: Vec<&'a CompiledBaseline>,
+    by_name: HashMap<&'a str, &'a CompiledEntry>,
+    patterns: Vec<&'a CompiledEntry>,
+    selectors: Vec<&'a CompiledEntry>,
+    ignore_unapproved: bool,
+    suspend_by: Option<&'a str>,
+}
+
+impl<'a> Pool<'a> {
+    fn new(baselines: Vec<&'a CompiledBaseline>) -> Pool<'a> {
+        let mut by_name = HashMap::new();
+        let mut patterns = Vec::new();
+        let mut selectors = Vec::new();
+        for b in &baselines {
+            for e in &b.entries {
+                match &e.matcher {
+                    EntryMatcher::Name(n) => {
+                        by_name.entry(n.as_str()).or_insert(e);
+                    }
+                    EntryMatcher::Pattern(_) => patterns.push(e),
+                    EntryMatcher::Selector(_) => selectors.push(e),
+                }
+            }
+        }
+        Pool {
+            ignore_unapproved: !baselines.is_empty()
+                && baselines.iter().all(|b| b.unapproved == Unapproved::Ignore),
+            suspend_by: baselines
+                .iter()
+                .find(|b| b.enforcement == Enforcement::Suspend)
+                .map(|b| b.key.as_str()),
+            baselines,
+            by_name,
+            patterns,
+            selectors,
+        }
+    }
+
+    /// Most specific entry wins; ties go to the first in order.
+    fn best_match(&self, cj: &CronJobView) -> Option<&'a CompiledEntry> {
+        if let Some(e) = self.by_name.get(cj.name.as_str()) {
+            return Some(e);
+        }
+        if let Some(e) = self
+            .patterns
+            .iter()
+            .find(|e| e.matches(&cj.name, &cj.labels))
+        {
+            return Some(e);
+        }
+        self.selectors
+            .iter()
+            .find(|e| e.matches(&cj.name, &cj.labels))
+            .copied()
+    }
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Result<Engine, String> {
+        let allowlist = if settings.registry_allowlist.is_empty() {
+            None
+        } else {
+            let mut b = globset::GlobSetBuilder::new();
+            for r in &settings.registry_allowlist {
+                let g = globset::GlobBuilder::new(r.trim())
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|e| format!("invalid registry allowlist entry {r:?}: {e}"))?;
+                b.add(g);
+            }
+            Some(b.build().map_err(|e| format!("registry allowlist: {e}"))?)
+        };
+        for r in &settings.disabled_rules {
+            if !r.is_heuristic() {
+                return Err(format!(
+                    "{r} is a baseline rule; only heuristic rules can be disabled"
+                ));
+            }
+        }
+        Ok(Engine {
+            settings,
+            allowlist,
+            intervals: IntervalCache::default(),
+        })
+    }
+
+    pub fn compile(&self, b: &CronJobBaseline) -> CompiledBaseline {
+        baseline::compile(b, &self.settings.trusted_namespaces)
+    }
+
+    /// Evaluate an inventory from scratch.
+    pub fn evaluate(&self, inv: &Inventory) -> Evaluation {
+        let compiled: Vec<CompiledBaseline> =
+            inv.baselines.iter().map(|b| self.compile(b)).collect();
+        let cronjobs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
+        self.evaluate_compiled(&cronjobs, &compiled, &inv.namespaces)
+    }
+
+    /// Evaluate with baselines compiled beforehand (the controller keeps
+    /// them compiled between reconciles).
+    pub fn evaluate_compiled(
+        &self,
+        cronjobs: &[&CronJobView],
+        baselines: &[CompiledBaseline],
+        namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Evaluation {
+        let empty = BTreeMap::new();
+        let mut ordered: Vec<&CompiledBaseline> = baselines.iter().collect();
+        ordered.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let mut namespaces: BTreeSet<&str> = namespace_labels.keys().map(String::as_str).collect();
+        namespaces.extend(cronjobs.iter().map(|c| c.namespace.as_str()));
+        namespaces.extend(ordered.iter().map(|b| b.namespace.as_str()));
+
+        let mut governed: HashMap<&str, usize> = HashMap::new();
+        let mut pools: HashMap<&str, Pool> = HashMap::new();
+        for ns in &namespaces {
+            let labels = namespace_labels.get(*ns).unwrap_or(&empty);
+            let mut govern: Vec<&CompiledBaseline> = Vec::new();
+            for b in &ordered {
+                let own = b.namespace == *ns;
+                let selected = !own
+                    && b.namespace_selector
+                        .as_ref()
+                        .is_some_and(|s| kube::core::SelectorExt::matches(s, labels));
+                if own || selected {
+                    govern.push(b);
+                }
+            }
+            for b in &govern {
+                *governed.entry(b.key.as_str()).or_default() += 1;
+            }
+            pools.insert(ns, Pool::new(govern));
+        }
+
+        let mut sorted: Vec<&CronJobView> = cronjobs.to_vec();
+        sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+
+        let mut findings: Vec<DesiredFinding> = Vec::new();
+        let mut matched_per_baseline: HashMap<&str, usize> = HashMap::new();
+        let mut approved = HashSet::new();
+        let mut present: HashSet<(&str, &str)> = HashSet::new();
+        let no_pool = Pool::new(Vec::new());
+        for cj in &sorted {
+            present.insert((cj.namespace.as_str(), cj.name.as_str()));
+            let pool = pools.get(cj.namespace.as_str()).unwrap_or(&no_pool);
+            let entry = pool.best_match(cj);
+            if let Some(e) = entry {
+                *matched_per_baseline.entry(e.baseline.as_str()).or_default() += 1;
+                approved.insert(format!("{}/{}", cj.namespace, cj.name));
+            }
+            if let Some(f) = self.evaluate_cronjob(cj, pool, entry) {
+                findings.push(f);
+            }
+        }
+
+        // Required entries with no live CronJob (SPEC 3.1 ApprovedCronJobMissing).
+        let mut missing: BTreeMap<(String, String), DesiredFinding> = BTreeMap::new();
+        for ns in &namespaces {
+            let Some(pool) = pools.get(ns) else { continue };
+            for b in &pool.baselines {
+                for e in &b.entries {
+                    let EntryMatcher::Name(n) = &e.matcher else {
+                        continue;
+                    };
+                    if !e.required || present.contains(&(*ns, n.as_str())) {
+                        continue;
+                    }
+                    // Only the entry that would win the match speaks.
+                    if !pool
+                        .by_name
+                        .get(n.as_str())
+                        .is_some_and(|w| std::ptr::eq(*w, e))
+                    {
+                        continue;
+                    }
+                    let mut finder = Finder::new(Some(e), &self.settings);
+                    finder.push(
+                        Rule::ApprovedCronJobMissing,
+                        None,
+                        format!(
+                            "required CronJob {ns}/{n} approved by baseline {} does not exist",
+                            e.baseline
+                        ),
+                        "metadata.name".into(),
+                        n.clone(),
+                        "<missing>",
+                    );
+                    let violations = finder.finish();
+                    if violations.is_empty() {
+                        continue;
+                    }
+                    missing
+                        .entry((ns.to_string(), n.clone()))
+                        .or_insert_with(|| DesiredFinding {
+                            namespace: ns.to_string(),
+                            name: n.clone(),
+                            subject: Subject {
+                                api_version: "batch/v1".into(),
+                                kind: "CronJob".into(),
+                                namespace: ns.to_string(),
+                                name: n.clone(),
+                                uid: None,
+                            },
+                            severity: max_severity(&violations),
+                            violations,
+                            observed: None,
+                            baselines: vec![e.baseline.clone()],
+                            owner: e.owner.clone(),
+                            suspend_by: None,
+                        });
+                }
+            }
+        }
+        findings.extend(missing.into_values());
+        findings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+
+        let mut open_per_baseline: HashMap<&str, usize> = HashMap::new();
+        for f in &findings {
+            for b in &f.baselines {
+                *open_per_baseline.entry(b.as_str()).or_default() += 1;
+            }
+        }
+        let reports = ordered
+            .iter()
+            .map(|b| BaselineReport {
+                namespace: b.namespace.clone(),
+                name: b.name.clone(),
+                generation: b.generation,
+                entries: b.declared_entries,
+                governed_namespaces: governed.get(b.key.as_str()).copied().unwrap_or(0),
+                matched_cronjobs: matched_per_baseline
+                    .get(b.key.as_str())
+                    .copied()
+                    .unwrap_or(0),
+                open_findings: open_per_baseline.get(b.key.as_str()).copied().unwrap_or(0),
+                problems: b.problems.clone(),
+            })
+            .collect();
+        Evaluation {
+            findings,
+            baselines: reports,
+            approved,
+        }
+    }
+
+    fn evaluate_cronjob(
+        &self,
+        cj: &CronJobView,
+        pool: &Pool,
+        entry: Option<&CompiledEntry>,
+    ) -> Option<DesiredFinding> {
+        let mut f = Finder::new(entry, &self.settings);
+        let pod = pod_of(&cj.spec);
+        let governed = !pool.baselines.is_empty();
+        let key = format!("{}/{}", cj.namespace, cj.name);
+
+        // Baseline rules.
+        match entry {
+            None if governed && !pool.ignore_unapproved => {
+                let images = images_of(&cj.spec);
+                f.push(
+                    Rule::NotInBaseline,
+                    None,
+                    format!(
+                        "CronJob {key} is not in any baseline (schedule {}, image {})",
+                        cj.spec.schedule,
+                        if images.is_empty() {
+                            "<none>".to_owned()
+                        } else {
+                            images.join(", ")
+                        }
+                    ),
+                    "metadata.name".into(),
+                    "an approved entry",
+                    cj.name.clone(),
+                );
+            }
+            Some(e) => self.baseline_rules(cj, e, &mut f),
+            None => {}
+        }
+
+        // Heuristics.
+        let threshold = entry
+            .and_then(|e| e.min_interval)
+            .unwrap_or(self.settings.min_interval);
+        if f.enabled(Rule::HighFrequencySchedule) {
+            if let Ok(Some(gap)) = self.intervals.get(&cj.spec.schedule) {
+                if gap < threshold {
+                    f.push(
+                        Rule::HighFrequencySchedule,
+                        None,
+                        format!(
+                            "schedule {:?} fires every {}, more often than {}",
+                            cj.spec.schedule,
+                            format_duration(gap),
+                            format_duration(threshold)
+                        ),
+                        "spec.schedule".into(),
+                        format!(">= {} between runs", format_duration(threshold)),
+                        cj.spec.schedule.clone(),
+                    );
+                }
+            }
+        }
+        if let Some(pod) = pod {
+            if f.enabled(Rule::PrivilegedJobTemplate) {
+                rules::privileged(pod, &mut f);
+            }
+            if f.enabled(Rule::HostPathMount) {
+                rules::host_paths(pod, &mut f);
+            }
+            if f.enabled(Rule::SuspiciousCommand) {
+                rules::suspicious_commands(pod, &mut f);
+            }
+            let mutable = f.enabled(Rule::MutableImageReference);
+            let registry = f.enabled(Rule::UnapprovedRegistry) && self.allowlist.is_some();
+            if mutable || registry {
+                rules::images(pod, self.allowlist.as_ref(), mutable, registry, &mut f);
+            }
+        }
+        if entry.is_none()
+            && f.enabled(Rule::SensitiveNamespace)
+            && rules::SENSITIVE_NAMESPACES.contains(&cj.namespace.as_str())
+        {
+            f.push(
+                Rule::SensitiveNamespace,
+                None,
+                format!(
+                    "CronJob {key} runs in system namespace {} without baseline approval",
+                    cj.namespace
+                ),
+                "metadata.namespace".into(),
+                "approved by a baseline",
+                cj.namespace.clone(),
+            );
+        }
+        if f.enabled(Rule::HistoryErasure) {
+            rules::history_erasure(&cj.spec, &mut f);
+        }
+
+        let violations = f.finish();
+        if violations.is_empty() {
+            return None;
+        }
+        let baselines: Vec<String> = match entry {
+            Some(e) => vec![e.baseline.clone()],
+            None => pool.baselines.iter().map(|b| b.key.clone()).collect(),
+        };
+        let suspend_by = match entry {
+            Some(e) if e.enforcement == Enforcement::Suspend => Some(e.baseline.clone()),
+            Some(_) => None,
+            None => pool.suspend_by.map(str::to_owned),
+        }
+        .filter(|_| {
+            violations
+                .iter()
+                .any(|v| !v.rule.is_heuristic() && v.severity >= Severity::High)
+        });
+        Some(DesiredFinding {
+            namespace: cj.namespace.clone(),
+            name: cj.name.clone(),
+            subject: Subject {
+                api_version: "batch/v1".into(),
+                kind: "CronJob".into(),
+                namespace: cj.namespace.clone(),
+                name: cj.name.clone(),
+                uid: cj.uid.clone(),
+            },
+            severity: max_severity(&violations),
+            violations,
+            observed: Some(observe(cj)),
+            baselines,
+            owner: entry.and_then(|e| e.owner.clone()),
+            suspend_by,
+        })
+    }
+
+    fn baseline_rules(&self, cj: &CronJobView, e: &CompiledEntry, f: &mut Finder) {
+        let spec = &cj.spec;
+        let approved_by = e.label();
+        if !e.schedules.is_empty() {
+            let s = normalize_schedule(&spec.schedule);
+            if !e.schedules.contains(&s) {
+                f.push(
+                    Rule::ScheduleNotApproved,
+                    None,
+                    format!(
+                        "schedule {:?} is not approved by {approved_by}",
+                        spec.schedule
+                    ),
+                    "spec.schedule".into(),
+                    e.schedules.join(" | "),
+                    spec.schedule.clone(),
+                );
+            }
+        }
+        if !e.time_zones.is_empty() {
+            let tz = spec.time_zone.as_deref().unwrap_or("");
+            if !e.time_zones.iter().any(|z| z == tz) {
+                f.push(
+                    Rule::ScheduleNotApproved,
+                    None,
+                    format!(
+                        "timeZone {} is not approved by {approved_by}",
+                        if tz.is_empty() { "<unset>" } else { tz }
+                    ),
+                    "spec.timeZone".into(),
+                    e.time_zones.join(" | "),
+                    if tz.is_empty() {
+                        "<unset>".to_owned()
+                    } else {
+                        tz.to_owned()
+                    },
+                );
+            }
+        }
+        if let Some(min) = e.min_interval {
+            if let Ok(Some(gap)) = self.intervals.get(&spec.schedule) {
+                if gap < min {
+                    f.push(
+                        Rule::ScheduleNotApproved,
+                        None,
+                        format!(
+                            "schedule {:?} fires every {}, more often than the minInterval {} of {approved_by}",
+                            spec.schedule,
+                            format_duration(gap),
+                            format_duration(min)
+                        ),
+                        "spec.schedule".into(),
+                        format!(">= {} between runs", format_duration(min)),
+                        spec.schedule.clone(),
+                    );
+                }
+            }
+        }
+        let Some(pod) = pod_of(spec) else { return };
+        if !e.images.is_empty() || e.require_digest {
+            for (path, c) in containers_of(pod) {
+                let Some(raw) = c.image.as_deref() else {
+                    continue;
+                };
+                let image = ImageRef::parse(raw);
+                if !e.images.is_empty() && !e.images.iter().any(|p| p.matches(&image)) {
+                    f.push(
+                        Rule::ImageNotApproved,
+                        None,
+                        format!(
+                            "container {} runs image {raw}, not approved by {approved_by}",
+                            c.name
+                        ),
+                        format!("{path}.image"),
+                        e.images
+                            .iter()
+                            .map(|p| p.source.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" | "),
+                        raw.to_owned(),
+                    );
+                } else if e.require_digest && !has_digest(&image) {
+                    f.push(
+                        Rule::ImageNotApproved,
+                        None,
+                        format!("container {} image {raw} is not pinned by digest, required by {approved_by}", c.name),
+                        format!("{path}.image"),
+                        "an image pinned by @sha256 digest",
+                        raw.to_owned(),
+                    );
+                }
+            }
+        }
+        if !e.service_accounts.is_empty() {
+            let sa = effective_service_account(pod);
+            if !e.service_accounts.iter().any(|s| s == sa) {
+                f.push(
+                    Rule::ServiceAccountNotApproved,
+                    None,
+                    format!("service account {sa} is not approved by {approved_by}"),
+                    format!("{POD_PATH}.serviceAccountName"),
+                    e.service_accounts.join(" | "),
+                    sa.to_owned(),
+                );
+            }
+        }
+        if !e.commands.is_empty() {
+            for (path, c) in containers_of(pod) {
+                let allowed: Vec<_> = e
+                    .commands
+                    .iter()
+                    .filter(|a| a.container == c.name)
+                    .collect();
+                let cmd = c.command.clone().filter(|v| !v.is_empty());
+                let args = c.args.clone().filter(|v| !v.is_empty());
+                let ok = allowed.iter().any(|a| {
+                    a.command.clone().filter(|v| !v.is_empty()) == cmd
+                        && a.args.clone().filter(|v| !v.is_empty()) == args
+                });
+                if !ok {
+                    let actual = rules::command_line(c);
+                    let expected = if allowed.is_empty() {
+                        format!("no command approved for container {}", c.name)
+                    } else {
+                        allowed
+                            .iter()
+                            .map(|a| {
+                                a.command
+                                    .iter()
+                                    .flatten()
+                                    .chain(a.args.iter().flatten())
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    };
+                    f.push(
+                        Rule::CommandNotApproved,
+                        None,
+                        format!(
+                            "container {} runs {:?}, not approved by {approved_by}",
+                            c.name,
+                            if actual.is_empty() {
+                                "<image default>"
+                            } else {
+                                actual.as_str()
+                            }
+                        ),
+                        format!("{path}.command"),
+                        expected,
+                        actual,
+                    );
+                }
+            }
+        }
+        if let Some(pinned) = &e.template_hash {
+            let hash = normalize::template_hash(Some(pod));
+            if &hash != pinned {
+                f.push(
+                    Rule::TemplateDrift,
+                    None,
+                    format!("pod template hash {hash} differs from the templateHash pinned by {approved_by}"),
+                    "spec.jobTemplate.spec.template".into(),
+                    pinned.clone(),
+                    hash,
+                );
+            }
+        }
+        if !e.managers.is_empty() {
+            for m in &cj.managers {
+                if !e.managers.iter().any(|a| a == &m.manager) {
+                    f.push(
+                        Rule::DeployPathNotApproved,
+                        None,
+                        format!(
+                            "field manager {} ({}) changed the spec; {approved_by} approves only {}",
+                            m.manager,
+                            m.operation,
+                            e.managers.join(", ")
+                        ),
+                        "metadata.managedFields".into(),
+                        e.managers.join(" | "),
+                        m.manager.clone(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Collects one CronJob's violations, applying waivers, switches and
+/// severity overrides in one place.
+pub(crate) struct Finder<'a> {
+    entry: Option<&'a CompiledEntry>,
+    settings: &'a Settings,
+    violations: Vec<Violation>,
+}
+
+impl<'a> Finder<'a> {
+    fn new(entry: Option<&'a CompiledEntry>, settings: &'a Settings) -> Self {
+        Finder {
+            entry,
+            settings,
+            violations: Vec::new(),
+        }
+    }
+
+    /// False for a heuristic switched off globally or waived by the matched entry.
+    pub(crate) fn enabled(&self, rule: Rule) -> bool {
+        !rule.is_heuristic()
+            || !(self.settings.disabled_rules.contains(&rule)
+                || self.entry.is_some_and(|e| e.waive.contains(&rule)))
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        rule: Rule,
+        severity: Option<Severity>,
+        message: String,
+        field: String,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) {
+        if !self.enabled(rule) {
+            return;
+        }
+        let severity = self
+            .entry
+            .and_then(|e| e.severity_overrides.get(&rule))
+            .or_else(|| self.settings.severity_overrides.get(&rule))
+            .copied()
+            .or(severity)
+            .unwrap_or_else(|| rule.default_severity());
+        self.violations.push(Violation {
+            rule,
+            severity,
+            message: bounded(message),
+            field: Some(field),
+            expected: Some(bounded(expected.into())),
+            actual: Some(bounded(actual.into())),
+            first_seen: None,
+            last_seen: None,
+        });
+    }
+
+    fn finish(mut self) -> Vec<Violation> {
+        self.violations
+            .sort_by(|a, b| (a.rule, &a.field).cmp(&(b.rule, &b.field)));
+        self.violations
+    }
+}
+
+fn bounded(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+pub fn max_severity(v: &[Violation]) -> Severity {
+    v.iter().map(|v| v.severity).max().unwrap_or(Severity::Info)
+}
+
+pub(crate) fn pod_of(spec: &CronJobSpec) -> Option<&PodSpec> {
+    spec.job_template
+        .spec
+        .as_ref()
+        .and_then(|j| j.template.spec.as_ref())
+}
+
+/// Every container of a pod with its JSON path: containers, initContainers, ephemeralContainers.
+pub(crate) fn containers_of(pod: &PodSpec) -> Vec<(String, &Container)> {
+    let mut out: Vec<(String, &Container)> = pod
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{POD_PATH}.containers[{i}]"), c))
+        .collect();
+    out.extend(
+        pod.init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| (format!("{POD_PATH}.initContainers[{i}]"), c)),
+    );
+    out
+}
+
+/// All images of a CronJob, as written (containers, then initContainers,
+/// then ephemeral containers).
+pub fn images_of(spec: &CronJobSpec) -> Vec<String> {
+    let Some(pod) = pod_of(spec) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = containers_of(pod)
+        .into_iter()
+        .filter_map(|(_, c)| c.image.clone())
+        .collect();
+    out.extend(
+        pod.ephemeral_containers
+            .iter()
+            .flatten()
+            .filter_map(|c| c.image.clone()),
+    );
+    out
+}
+
+/// `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
+pub fn effective_service_account(pod: &PodSpec) -> &str {
+    pod.service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .or(pod.service_account.as_deref().filter(|s| !s.is_empty()))
+        .unwrap_or("default")
+}
+
+pub fn observe(cj: &CronJobView) -> Observed {
+    Observed {
+        uid: cj.uid.clone(),
+        schedule: cj.spec.schedule.clone(),
+        time_zone: cj.spec.time_zone.clone(),
+        suspend: cj.spec.suspend.unwrap_or(false),
+        images: images_of(&cj.spec),
+        service_account_name: pod_of(&cj.spec).map(|p| effective_service_account(p).to_owned()),
+        managers: cj.managers.clone(),
+        created_at: cj.created_at.clone(),
+    }
+}
+
+pub fn mitre() -> Mitre {
+    Mitre::t1053_007()
+}
+
+impl DesiredFinding {
+    /// The CronJobFinding object for this finding as first seen at `now`:
+    /// what `scan --output yaml` prints and what the controller creates.
+    pub fn to_object(&self, now: &Time) -> crate::api::CronJobFinding {
+        use crate::api::{
+            CONDITION_ACKNOWLEDGED, CONDITION_ACTIVE, CronJobFinding, CronJobFindingSpec,
+            CronJobFindingStatus, FindingState, LABEL_SEVERITY, LABEL_STATE, reasons,
+        };
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+        let labels = BTreeMap::from([
+            (LABEL_SEVERITY.to_owned(), self.severity.as_str().to_owned()),
+            (
+                LABEL_STATE.to_owned(),
+                FindingState::Open.as_str().to_owned(),
+            ),
+        ]);
+        let violations = self
+            .violations
+            .iter()
+            .map(|v| Violation {
+                first_seen: Some(now.clone()),
+                last_seen: Some(now.clone()),
+                ..v.clone()
+            })
+            .collect();
+        CronJobFinding {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: CronJobFindingSpec {
+                subject: self.subject.clone(),
+                acknowledgement: None,
+            },
+            status: Some(CronJobFindingStatus {
+                state: FindingState::Open,
+                severity: Some(self.severity),
+                rules: self.rules_column(),
+                baselines: self.baselines.clone(),
+                owner: self.owner.clone(),
+                violations,
+                observed: self.observed.clone(),
+                mitre: Some(mitre()),
+                first_seen: Some(now.clone()),
+                last_seen: Some(now.clone()),
+                resolved_at: None,
+                observed_generation: None,
+                conditions: vec![
+                    Condition {
+                        type_: CONDITION_ACTIVE.into(),
+                        status: "True".into(),
+                        reason: reasons::VIOLATIONS_OPEN.into(),
+                        message: bounded(format!("[{}] {}", self.severity, self.summary())),
+                        last_transition_time: now.clone(),
+                        observed_generation: None,
+                    },
+                    Condition {
+                        type_: CONDITION_ACKNOWLEDGED.into(),
+                        status: "False".into(),
+                        reason: reasons::NOT_ACKNOWLEDGED.into(),
+                        message: "no acknowledgement in spec.acknowledgement".into(),
+                        last_transition_time: now.clone(),
+                        observed_generation: None,
+                    },
+                ],
+            }),
+        }
+    }
+}

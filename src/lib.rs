@@ -1,0 +1,13 @@
+//! cronwarden: CronJobs checked against a declared, attribute-level baseline.
+//!
+//! Data flows one way: manifests (`scan`) or watches (`run`) build an
+//! [`engine::Inventory`]; [`engine::evaluate`] is a pure function from it to
+//! desired findings; the front ends render or publish them.
+
+pub mod api;
+pub mod cli;
+pub mod crd;
+pub mod engine;
+pub mod manifest;
+pub mod scan;
+pub mod snapshot;

@@ -1,0 +1,416 @@
+//! Reading manifests: files, folders, stdin; multi-document YAML, JSON and
+//! `List` objects. Every problem names the file, the document and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::batch::v1::CronJob;
+use serde_json::Value;
+
+use crate::api::CronJobBaseline;
+use crate::engine::{CronJobView, Inventory, normalize};
+
+/// Where an object came from: `file (document N)`, N counted from 1.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    pub file: String,
+    pub document: usize,
+    /// Index inside a `List`, when the object was one of its items.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {}", self.file, self.document)?;
+        if let Some(i) = self.item {
+            write!(f, ", items[{i}]")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A bad input, named precisely enough to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    pub source: Source,
+    /// `kind namespace/name`, when known.
+    pub object: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(o) = &self.object {
+            write!(f, ": {o}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Objects read from manifests, with where each came from.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub inventory: Inventory,
+    pub cronjob_sources: Vec<Source>,
+    /// Baseline `namespace/name` → source.
+    pub baseline_sources: BTreeMap<String, Source>,
+    pub errors: Vec<InputError>,
+    pub files_read: usize,
+}
+
+const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+/// Expand paths: files as given, folders recursively (`*.yaml`, `*.yml`,
+/// `*.json`, sorted), `-` for stdin.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(p.clone());
+        } else if p.is_dir() {
+            walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+impl Loaded {
+    /// Read every path; errors are collected, never fatal, so one bad file
+    /// does not hide the findings of the others.
+    pub fn read_paths(paths: &[PathBuf]) -> Loaded {
+        let mut loaded = Loaded::default();
+        let files = match expand(paths) {
+            Ok(f) => f,
+            Err(e) => {
+                loaded.errors.push(InputError {
+                    source: Source {
+                        file: e.split(':').next().unwrap_or("").to_owned(),
+                        document: 0,
+                        item: None,
+                    },
+                    object: None,
+                    field: None,
+                    message: e,
+                });
+                return loaded;
+            }
+        };
+        for f in files {
+            let name = if f.as_os_str() == "-" {
+                "<stdin>".to_owned()
+            } else {
+                f.display().to_string()
+            };
+            let text = if f.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map(|_| s)
+            } else {
+                std::fs::read_to_string(&f)
+            };
+            match text {
+                Ok(t) => loaded.add_text(&name, &t),
+                Err(e) => loaded.errors.push(InputError {
+                    source: Source {
+                        file: name,
+                        document: 0,
+                        item: None,
+                    },
+                    object: None,
+                    field: None,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        loaded
+    }
+
+    /// Add one file's text (YAML or JSON, one or more documents).
+    pub fn add_text(&mut self, file: &str, text: &str) {
+        self.files_read += 1;
+        for (i, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
+            let source = Source {
+                file: file.to_owned(),
+                document: i + 1,
+                item: None,
+            };
+            if doc.trim().is_empty() {
+                continue;
+            }
+            let value: Value = match serde_saphyr::from_str::<Value>(doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = e.to_string();
+                    let msg = msg.lines().next().unwrap_or("").to_owned();
+                    self.errors.push(InputError {
+                        source,
+                        object: None,
+                        field: None,
+                        message: format!(
+                            "malformed YAML (document starts at line {first_line}): {msg}"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            self.add_value(source, value);
+        }
+    }
+
+    fn add_value(&mut self, source: Source, value: Value) {
+        let obj = match &value {
+            Value::Null => return,
+            Value::Object(o) => o,
+            _ => {
+                self.errors.push(InputError {
+                    source,
+                    object: None,
+                    field: None,
+                    message: "document is not a mapping (a Kubernetes object)".into(),
+                });
+                return;
+            }
+        };
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let Some(kind) = obj.get("kind").and_then(Value::as_str) else {
+            // Not a Kubernetes object (values files, kustomize patches): not ours.
+            return;
+        };
+        let kind = kind.to_owned();
+        if kind.ends_with("List") && obj.get("items").is_some() {
+            let Some(items) = obj.get("items").and_then(Value::as_array) else {
+                self.errors.push(InputError {
+                    source,
+                    object: Some(kind),
+                    field: Some("items".into()),
+                    message: "items is not a list".into(),
+                });
+                return;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let s = Source {
+                    item: Some(i),
+                    ..source.clone()
+                };
+                self.add_value(s, item.clone());
+            }
+            return;
+        }
+        let ident = object_ident(&kind, obj);
+        match (api_version, kind.as_str()) {
+            ("batch/v1" | "batch/v1beta1", "CronJob") => self.add_cronjob(source, ident, value),
+            ("cronwarden.io/v1alpha1", "CronJobBaseline") => {
+                self.add_baseline(source, ident, value)
+            }
+            ("v1", "Namespace") => {
+                let name = obj
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if name.is_empty() {
+                    self.errors.push(InputError {
+                        source,
+                        object: Some(ident),
+                        field: Some("metadata.name".into()),
+                        message: "is required".into(),
+                    });
+                    return;
+                }
+                let labels = obj
+                    .get("metadata")
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| {
+                        serde_json::from_value::<BTreeMap<String, String>>(l.clone()).ok()
+                    })
+                    .unwrap_or_default();
+                self.inventory.namespaces.insert(name.to_owned(), labels);
+            }
+            (_, "CronJobBaseline") | (_, "CronJob") if api_version.is_empty() => {
+                self.errors.push(InputError {
+                    source,
+                    object: Some(ident),
+                    field: Some("apiVersion".into()),
+                    message: "is required".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn add_cronjob(&mut self, source: Source, ident: String, mut value: Value) {
+        if let Some(o) = value.as_object_mut() {
+            // batch/v1beta1 has the same shape for every field we read.
+            o.insert("apiVersion".into(), Value::String("batch/v1".into()));
+        }
+        let err = |field: &str, message: String| InputError {
+            source: source.clone(),
+            object: Some(ident.clone()),
+            field: Some(field.to_owned()),
+            message,
+        };
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if name.is_empty() {
+            self.errors.push(err("metadata.name", "is required".into()));
+            return;
+        }
+        match value.pointer("/spec/schedule") {
+            Some(Value::String(s)) => {
+                if let Err(e) = normalize::parse_schedule(s) {
+                    self.errors.push(err("spec.schedule", e));
+                    return;
+                }
+            }
+            Some(_) => {
+                self.errors
+                    .push(err("spec.schedule", "must be a string".into()));
+                return;
+            }
+            None => {
+                self.errors.push(err("spec.schedule", "is required".into()));
+                return;
+            }
+        }
+        if value.pointer("/spec/jobTemplate").is_none() {
+            self.errors
+                .push(err("spec.jobTemplate", "is required".into()));
+            return;
+        }
+        let mut cj: CronJob = match deserialize(value) {
+            Ok(c) => c,
+            Err((path, msg)) => {
+                self.errors.push(err(&path, msg));
+                return;
+            }
+        };
+        if cj.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            cj.metadata.namespace = Some("default".into());
+        }
+        self.inventory.cronjobs.push(CronJobView::from(cj));
+        self.cronjob_sources.push(source);
+    }
+
+    fn add_baseline(&mut self, source: Source, ident: String, value: Value) {
+        let mut b: CronJobBaseline = match deserialize(value) {
+            Ok(b) => b,
+            Err((path, msg)) => {
+                self.errors.push(InputError {
+                    source,
+                    object: Some(ident),
+                    field: Some(path),
+                    message: msg,
+                });
+                return;
+            }
+        };
+        if b.metadata.name.as_deref().is_none_or(str::is_empty) {
+            self.errors.push(InputError {
+                source,
+                object: Some(ident),
+                field: Some("metadata.name".into()),
+                message: "is required".into(),
+            });
+            return;
+        }
+        if b.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            b.metadata.namespace = Some("default".into());
+        }
+        let key = format!(
+            "{}/{}",
+            b.metadata.namespace.as_deref().unwrap_or_default(),
+            b.metadata.name.as_deref().unwrap_or_default()
+        );
+        self.baseline_sources.insert(key, source);
+        self.inventory.baselines.push(b);
+    }
+}
+
+fn object_ident(kind: &str, obj: &serde_json::Map<String, Value>) -> String {
+    let meta = obj.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// Deserialize with the path of the offending field.
+fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        (
+            if path == "." { "<root>".into() } else { path },
+            e.inner().to_string(),
+        )
+    })
+}
+
+/// Split a YAML stream on document markers, keeping each document's first
+/// line number so errors can point into the file. A `---` at column 0 is
+/// always a marker (block scalars are indented).
+pub fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1usize;
+    let mut offset = 0usize;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        let is_marker = trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
+        if is_marker {
+            docs.push((start_line, &text[start..offset]));
+            start = offset + line.len();
+            start_line = n + 2;
+            if let Some(rest) = trimmed.strip_prefix("--- ") {
+                // `--- {inline}`: keep the content after the marker.
+                if !rest.trim().is_empty() && !rest.trim_start().starts_with('#') {
+                    start = offset + 4;
+                    start_line = n + 1;
+                }
+            }
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    // Empty documents (a leading `---`, a trailing one) are not counted,
+    // as kubectl does not count them.
+    docs.retain(|(_, d)| !d.trim().is_empty());
+    docs
+}

@@ -1,0 +1,101 @@
+//! `cronwarden scan`: manifests → inventory → engine → rendered findings.
+
+pub mod render;
+
+use std::path::PathBuf;
+
+use crate::api::{Severity, reasons};
+use crate::engine::{Engine, Evaluation};
+use crate::manifest::{InputError, Loaded, Source};
+
+pub use render::{Format, render};
+
+/// Exit codes of `scan` (SPEC 7).
+pub const EXIT_CLEAN: i32 = 0;
+pub const EXIT_FINDINGS: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+pub struct ScanResult {
+    pub loaded: Loaded,
+    pub evaluation: Evaluation,
+    /// Input errors, including baselines the engine rejected.
+    pub errors: Vec<InputError>,
+}
+
+impl ScanResult {
+    pub fn exit_code(&self, fail_on: Severity) -> i32 {
+        if !self.errors.is_empty() {
+            EXIT_BAD_INPUT
+        } else if self
+            .evaluation
+            .findings
+            .iter()
+            .any(|f| f.severity >= fail_on)
+        {
+            EXIT_FINDINGS
+        } else {
+            EXIT_CLEAN
+        }
+    }
+
+    /// Where a finding's CronJob was read from.
+    pub fn source_of(&self, namespace: &str, name: &str) -> Option<&Source> {
+        self.loaded
+            .inventory
+            .cronjobs
+            .iter()
+            .position(|c| c.namespace == namespace && c.name == name)
+            .and_then(|i| self.loaded.cronjob_sources.get(i))
+    }
+}
+
+pub fn scan_paths(engine: &Engine, paths: &[PathBuf]) -> ScanResult {
+    scan_loaded(engine, Loaded::read_paths(paths))
+}
+
+pub fn scan_loaded(engine: &Engine, loaded: Loaded) -> ScanResult {
+    let evaluation = engine.evaluate(&loaded.inventory);
+    let mut errors = loaded.errors.clone();
+    // An invalid baseline is bad input for scan; a namespaceSelector outside
+    // a trusted namespace is a warning the engine already applied.
+    for b in &evaluation.baselines {
+        for p in &b.problems {
+            if p.reason == reasons::NAMESPACE_SELECTOR_IGNORED {
+                continue;
+            }
+            let key = format!("{}/{}", b.namespace, b.name);
+            let source = loaded
+                .baseline_sources
+                .get(&key)
+                .cloned()
+                .unwrap_or(Source {
+                    file: "<unknown>".into(),
+                    document: 0,
+                    item: None,
+                });
+            errors.push(InputError {
+                source,
+                object: Some(format!("CronJobBaseline {key}")),
+                field: Some(field_of_problem(&p.message)),
+                message: format!("{} ({})", p.message, p.reason),
+            });
+        }
+    }
+    ScanResult {
+        loaded,
+        evaluation,
+        errors,
+    }
+}
+
+/// `spec.approved[i]` from a problem message naming `approved[i]`.
+fn field_of_problem(message: &str) -> String {
+    message
+        .find("approved[")
+        .and_then(|i| {
+            message[i..]
+                .find(']')
+                .map(|j| format!("spec.{}", &message[i..=i + j]))
+        })
+        .unwrap_or_else(|| "spec".into())
+}

@@ -1,0 +1,202 @@
+//! Output formats of `scan`: table, json, yaml (CronJobFinding objects) and
+//! SARIF 2.1.0.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::ScanResult;
+use crate::api::{CronJobFinding, Rule, Severity};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+    Sarif,
+}
+
+pub fn render(result: &ScanResult, format: Format, now: &Time) -> String {
+    match format {
+        Format::Table => table(result),
+        Format::Json => {
+            let list = json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": objects(result, now),
+            });
+            serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
+        }
+        Format::Yaml => {
+            let mut out = String::new();
+            for o in objects(result, now) {
+                out.push_str("---\n");
+                out.push_str(&serde_saphyr::to_string(&o).unwrap_or_default());
+            }
+            out
+        }
+        Format::Sarif => serde_json::to_string_pretty(&sarif(result)).unwrap_or_default() + "\n",
+    }
+}
+
+pub fn objects(result: &ScanResult, now: &Time) -> Vec<CronJobFinding> {
+    result
+        .evaluation
+        .findings
+        .iter()
+        .map(|f| f.to_object(now))
+        .collect()
+}
+
+fn table(result: &ScanResult) -> String {
+    const HEADERS: [&str; 5] = ["NAMESPACE", "NAME", "SEVERITY", "RULE", "MESSAGE"];
+    let rows: Vec<[&str; 5]> = result
+        .evaluation
+        .findings
+        .iter()
+        .flat_map(|f| {
+            f.violations.iter().map(move |v| {
+                [
+                    f.namespace.as_str(),
+                    f.name.as_str(),
+                    v.severity.as_str(),
+                    v.rule.as_str(),
+                    v.message.as_str(),
+                ]
+            })
+        })
+        .collect();
+    let mut widths = HEADERS.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&HEADERS)
+        .chain(rows.iter())
+        .take(if rows.is_empty() { 0 } else { usize::MAX })
+    {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let _ = write!(line, "{:<w$}  ", c, w = widths[i]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if !rows.is_empty() {
+        out.push('\n');
+    }
+    let mut by_sev: BTreeMap<Severity, usize> = BTreeMap::new();
+    for f in &result.evaluation.findings {
+        *by_sev.entry(f.severity).or_default() += 1;
+    }
+    let counts = Severity::ALL
+        .iter()
+        .rev()
+        .filter_map(|s| by_sev.get(s).map(|n| format!("{s}: {n}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        out,
+        "{} CronJobs, {} baselines, {} findings{}",
+        result.loaded.inventory.cronjobs.len(),
+        result.loaded.inventory.baselines.len(),
+        result.evaluation.findings.len(),
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({counts})")
+        }
+    );
+    for b in &result.evaluation.baselines {
+        for p in &b.problems {
+            let _ = writeln!(
+                out,
+                "baseline {}/{}: {} ({})",
+                b.namespace, b.name, p.message, p.reason
+            );
+        }
+    }
+    out
+}
+
+fn sarif(result: &ScanResult) -> Value {
+    let rules: Vec<Value> = Rule::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.as_str(),
+                "name": r.as_str(),
+                "shortDescription": {"text": r.description()},
+                "defaultConfiguration": {"level": r.default_severity().sarif_level()},
+                "properties": {
+                    "kind": if r.is_heuristic() { "heuristic" } else { "baseline" },
+                    "security-severity": security_severity(r.default_severity()),
+                    "tags": ["security", "kubernetes", "cronjob", "T1053.007"],
+                },
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for f in &result.evaluation.findings {
+        let source = result.source_of(&f.namespace, &f.name);
+        for v in &f.violations {
+            let mut location = json!({
+                "logicalLocations": [{
+                    "fullyQualifiedName": format!("{}/{}", f.namespace, f.name),
+                    "kind": "resource",
+                }],
+            });
+            if let Some(s) = source {
+                location["physicalLocation"] = json!({
+                    "artifactLocation": {"uri": s.file},
+                });
+            }
+            let rule_index = Rule::ALL.iter().position(|r| *r == v.rule).unwrap_or(0);
+            results.push(json!({
+                "ruleId": v.rule.as_str(),
+                "ruleIndex": rule_index,
+                "level": v.severity.sarif_level(),
+                "message": {"text": format!("[{}] {}", v.severity, v.message)},
+                "locations": [location],
+                "partialFingerprints": {
+                    "cronwarden/v1": format!("{}/{}/{}/{}", f.namespace, f.name, v.rule, v.field.as_deref().unwrap_or("")),
+                },
+                "properties": {
+                    "severity": v.severity.as_str(),
+                    "field": v.field,
+                    "expected": v.expected,
+                    "actual": v.actual,
+                    "baselines": f.baselines,
+                },
+            }));
+        }
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "cronwarden",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/cronwarden/cronwarden",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}
+
+/// GitHub code scanning's numeric severity scale.
+fn security_severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "0.0",
+        Severity::Low => "3.0",
+        Severity::Medium => "5.0",
+        Severity::High => "7.5",
+        Severity::Critical => "9.5",
+    }
+}

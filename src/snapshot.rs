@@ -1,0 +1,112 @@
+//! `cronwarden baseline snapshot`: CronJobBaselines that approve exactly the
+//! CronJobs given, so a team starts from its current inventory.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::{ApprovedCommand, ApprovedEntry, CronJobBaseline, CronJobBaselineSpec};
+use crate::engine::normalize::{ImageRef, template_hash};
+use crate::engine::{CronJobView, containers_of, effective_service_account, images_of, pod_of};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageMode {
+    /// Images exactly as found (tag and digest).
+    #[default]
+    Exact,
+    /// Repository only: any tag or digest of it is approved.
+    Repository,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotOptions {
+    pub name: String,
+    pub images: ImageMode,
+    pub pin_template: bool,
+    pub required: bool,
+    pub managers: bool,
+}
+
+/// One baseline per namespace, entries sorted by CronJob name.
+pub fn snapshot(cronjobs: &[&CronJobView], opts: &SnapshotOptions) -> Vec<CronJobBaseline> {
+    let mut by_ns: BTreeMap<&str, Vec<&CronJobView>> = BTreeMap::new();
+    for cj in cronjobs {
+        by_ns.entry(cj.namespace.as_str()).or_default().push(cj);
+    }
+    by_ns
+        .into_iter()
+        .map(|(ns, mut cjs)| {
+            cjs.sort_by(|a, b| a.name.cmp(&b.name));
+            CronJobBaseline {
+                metadata: ObjectMeta {
+                    name: Some(opts.name.clone()),
+                    namespace: Some(ns.to_owned()),
+                    ..Default::default()
+                },
+                spec: CronJobBaselineSpec {
+                    approved: cjs.iter().map(|c| entry(c, opts)).collect(),
+                    ..Default::default()
+                },
+                status: None,
+            }
+        })
+        .collect()
+}
+
+fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
+    let pod = pod_of(&cj.spec);
+    let mut images: Vec<String> = images_of(&cj.spec)
+        .into_iter()
+        .map(|i| match opts.images {
+            ImageMode::Exact => i,
+            ImageMode::Repository => {
+                let r = ImageRef::parse(&i);
+                if r.valid { r.repository } else { i }
+            }
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    let commands = pod
+        .map(|p| {
+            containers_of(p)
+                .into_iter()
+                .map(|(_, c)| ApprovedCommand {
+                    container: c.name.clone(),
+                    command: c.command.clone().filter(|v| !v.is_empty()),
+                    args: c.args.clone().filter(|v| !v.is_empty()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut managers: Vec<String> = if opts.managers {
+        cj.managers.iter().map(|m| m.manager.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    managers.dedup();
+    ApprovedEntry {
+        name: Some(cj.name.clone()),
+        required: opts.required.then_some(true),
+        schedules: vec![cj.spec.schedule.clone()],
+        time_zones: cj.spec.time_zone.clone().into_iter().collect(),
+        images,
+        service_account_names: pod
+            .map(|p| vec![effective_service_account(p).to_owned()])
+            .unwrap_or_default(),
+        commands,
+        template_hash: opts.pin_template.then(|| template_hash(pod)),
+        managers,
+        ..Default::default()
+    }
+}
+
+/// YAML stream of the baselines.
+pub fn to_yaml(baselines: &[CronJobBaseline]) -> String {
+    let mut out = String::new();
+    for b in baselines {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(b).unwrap_or_default());
+    }
+    out
+}
