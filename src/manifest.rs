@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::api::CronJobBaseline;
 use crate::engine::{CronJobView, Inventory, normalize};
 
-/// Where an object came from: `file (document N)`, N counted from 1.
+/// Where an object came from: `file (document N)`, N counted from 1;
+/// document 0 stands for the file as a whole.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Source {
     pub file: String,
@@ -23,7 +24,11 @@ pub struct Source {
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {}", self.file, self.document)?;
+        f.write_str(&self.file)?;
+        if self.document == 0 {
+            return Ok(());
+        }
+        write!(f, " (document {}", self.document)?;
         if let Some(i) = self.item {
             write!(f, ", items[{i}]")?;
         }
@@ -170,7 +175,8 @@ impl Loaded {
                 Ok(v) => v,
                 Err(e) => {
                     let msg = e.to_string();
-                    let msg = msg.lines().next().unwrap_or("").to_owned();
+                    let msg = msg.lines().next().unwrap_or("");
+                    let msg = msg.strip_prefix("error: ").unwrap_or(msg).to_owned();
                     self.errors.push(InputError {
                         source,
                         object: None,

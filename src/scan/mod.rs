@@ -5,7 +5,7 @@ pub mod render;
 use std::path::PathBuf;
 
 use crate::api::{Severity, reasons};
-use crate::engine::{Engine, Evaluation};
+use crate::engine::{DesiredFinding, Engine, Evaluation};
 use crate::manifest::{InputError, Loaded, Source};
 
 pub use render::{Format, render};
@@ -38,14 +38,21 @@ impl ScanResult {
         }
     }
 
-    /// Where a finding's CronJob was read from.
-    pub fn source_of(&self, namespace: &str, name: &str) -> Option<&Source> {
+    /// Where a finding's CronJob was read from; for a missing CronJob, the
+    /// baseline that requires it.
+    pub fn source_of(&self, finding: &DesiredFinding) -> Option<&Source> {
         self.loaded
             .inventory
             .cronjobs
             .iter()
-            .position(|c| c.namespace == namespace && c.name == name)
+            .position(|c| c.namespace == finding.namespace && c.name == finding.name)
             .and_then(|i| self.loaded.cronjob_sources.get(i))
+            .or_else(|| {
+                finding
+                    .baselines
+                    .first()
+                    .and_then(|b| self.loaded.baseline_sources.get(b))
+            })
     }
 }
 

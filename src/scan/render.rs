@@ -142,7 +142,7 @@ fn sarif(result: &ScanResult) -> Value {
         .collect();
     let mut results = Vec::new();
     for f in &result.evaluation.findings {
-        let source = result.source_of(&f.namespace, &f.name);
+        let source = result.source_of(f);
         for v in &f.violations {
             let mut location = json!({
                 "logicalLocations": [{

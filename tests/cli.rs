@@ -1,0 +1,309 @@
+//! The `cronwarden` binary as a user runs it: exit codes, golden outputs,
+//! the malformed-input corpus, CRDs in sync, snapshot round trip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cronwarden::api::CronJobFinding;
+use cronwarden::engine::{Engine, Settings};
+use cronwarden::scan::{Format, render, scan_paths};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cronwarden(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn fixed_now() -> Time {
+    Time("2026-11-22T08:00:00Z".parse().unwrap())
+}
+
+/// Compare with a golden file; `UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(
+        actual,
+        want,
+        "output differs from {} (UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
+}
+
+#[test]
+fn crds_in_repo_match_the_types() {
+    let committed = std::fs::read_to_string(root().join("crds/cronwarden.io_crds.yaml")).unwrap();
+    assert_eq!(
+        committed,
+        cronwarden::crd::crds_yaml(),
+        "crds/ is stale: run `make crds`"
+    );
+    let out = cronwarden(&["crds"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
+
+#[test]
+fn golden_outputs_for_the_samples() {
+    let engine = Engine::new(Settings::default()).unwrap();
+    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    for (format, file) in [
+        (Format::Table, "samples.table.txt"),
+        (Format::Json, "samples.json"),
+        (Format::Yaml, "samples.yaml"),
+        (Format::Sarif, "samples.sarif.json"),
+    ] {
+        let text = render(&result, format, &fixed_now());
+        // Paths in SARIF are as given: make them relative to the repo.
+        let text = text.replace(&format!("{}/", root().display()), "");
+        golden(file, &text);
+    }
+}
+
+#[test]
+fn yaml_output_parses_back_into_findings() {
+    let engine = Engine::new(Settings::default()).unwrap();
+    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    let text = render(&result, Format::Yaml, &fixed_now());
+    let docs: Vec<CronJobFinding> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(docs.len(), result.evaluation.findings.len());
+    assert!(docs.len() >= 8);
+    let f = docs
+        .iter()
+        .find(|f| f.metadata.name.as_deref() == Some("invoice-export"))
+        .unwrap();
+    let status = f.status.as_ref().unwrap();
+    assert_eq!(status.rules, "NotInBaseline");
+    assert_eq!(
+        f.metadata.labels.as_ref().unwrap()["cronwarden.io/severity"],
+        "high"
+    );
+    assert_eq!(status.mitre.as_ref().unwrap().technique, "T1053.007");
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&result, Format::Json, &fixed_now())).unwrap();
+    assert_eq!(json["items"].as_array().unwrap().len(), docs.len());
+    assert_eq!(json["items"][0]["apiVersion"], "cronwarden.io/v1alpha1");
+    assert_eq!(json["items"][0]["kind"], "CronJobFinding");
+}
+
+#[test]
+fn sarif_is_2_1_0_with_every_rule() {
+    let out = cronwarden(&["scan", "config/samples", "-o", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    assert_eq!(
+        v["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        16
+    );
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "SuspiciousCommand" && r["level"] == "error")
+    );
+    assert!(results.iter().all(|r| {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("config/samples/")
+    }));
+}
+
+#[test]
+fn exit_codes_follow_fail_on() {
+    assert_eq!(
+        cronwarden(&["scan", "config/samples"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        cronwarden(&["scan", "config/samples", "--fail-on", "critical"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let clean = cronwarden(&[
+        "scan",
+        "config/samples/00-namespaces.yaml",
+        "config/samples/10-baseline-payments.yaml",
+    ]);
+    // Only the missing ledger-sync (medium) remains: under the default `high`.
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let medium = cronwarden(&[
+        "scan",
+        "config/samples/10-baseline-payments.yaml",
+        "--fail-on",
+        "medium",
+    ]);
+    assert_eq!(medium.status.code(), Some(1));
+    assert_eq!(
+        cronwarden(&["scan", "does/not/exist.yaml"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    let text = std::fs::read(root().join("config/samples/30-cronjobs-heuristics.yaml")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["scan", "-", "-o", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn every_malformed_document_exits_2_and_is_named() {
+    let dir = root().join("tests/malformed");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12);
+    for f in files {
+        let rel = f.strip_prefix(root()).unwrap().to_str().unwrap().to_owned();
+        let out = cronwarden(&["scan", &rel]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{rel}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{rel}: {stderr}");
+        assert!(stderr.contains(&rel), "{rel} not named in: {stderr}");
+    }
+}
+
+#[test]
+fn malformed_messages_name_document_and_field() {
+    let err = |f: &str| {
+        String::from_utf8(cronwarden(&["scan", &format!("tests/malformed/{f}")]).stderr).unwrap()
+    };
+    assert!(
+        err("05-second-document.yaml")
+            .contains("(document 2): CronJob x/<unnamed>: field metadata.name: is required")
+    );
+    assert!(
+        err("04-wrong-type.yaml").contains("field spec.jobTemplate.spec.template.spec.containers")
+    );
+    assert!(err("09-list-item.yaml").contains("(document 1, items[0])"));
+    assert!(err("06-invalid-baseline.yaml").contains("field spec.approved[1]"));
+    assert!(err("01-syntax.yaml").contains("line 4"));
+}
+
+#[test]
+fn bad_input_keeps_the_findings_of_good_input() {
+    let out = cronwarden(&[
+        "scan",
+        "config/samples/30-cronjobs-heuristics.yaml",
+        "tests/malformed/02-no-schedule.yaml",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 3);
+}
+
+fn temp_file(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn snapshot_round_trip_has_no_baseline_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--pin-template", "--images", "repository"][..]] {
+        let mut args = vec!["baseline", "snapshot", "config/samples"];
+        args.extend_from_slice(extra);
+        let out = cronwarden(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let snap = temp_file(
+            dir.path(),
+            "snap.yaml",
+            &String::from_utf8(out.stdout).unwrap(),
+        );
+        // Scan the CronJobs against the snapshot alone (no other baselines).
+        let cronjobs: Vec<&str> = vec![
+            "config/samples/00-namespaces.yaml",
+            "config/samples/20-cronjobs-payments.yaml",
+            "config/samples/21-cronjobs-reports.yaml",
+            "config/samples/30-cronjobs-heuristics.yaml",
+        ];
+        let mut scan_args = vec!["scan", "-o", "json"];
+        scan_args.extend(cronjobs);
+        scan_args.push(&snap);
+        let out = cronwarden(&scan_args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for item in v["items"].as_array().unwrap() {
+            for viol in item["status"]["violations"].as_array().unwrap() {
+                let rule = viol["rule"].as_str().unwrap();
+                let r: cronwarden::api::Rule = rule.parse().unwrap();
+                assert!(
+                    r.is_heuristic(),
+                    "{extra:?}: baseline rule {rule} on {}",
+                    item["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn snapshot_pins_the_hash_that_a_served_object_has() {
+    let out = cronwarden(&[
+        "baseline",
+        "snapshot",
+        "--pin-template",
+        "tests/fixtures/cronjob-manifest.yaml",
+    ]);
+    let snap = String::from_utf8(out.stdout).unwrap();
+    assert!(snap.contains("templateHash: sha256:"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = temp_file(dir.path(), "snap.yaml", &snap);
+    // The served fixture has the patched schedule; only that may differ.
+    let out = cronwarden(&[
+        "scan",
+        "-o",
+        "json",
+        "tests/fixtures/cronjob-as-served.yaml",
+        &path,
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules: Vec<_> = v["items"][0]["status"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, vec!["ScheduleNotApproved"]);
+}

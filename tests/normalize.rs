@@ -1,0 +1,265 @@
+//! Normalisers (SPEC 3.3): examples, server-defaulted fixtures, and
+//! properties over arbitrary input (no panic, idempotent).
+
+use cronwarden::engine::CronJobView;
+use cronwarden::engine::normalize::*;
+use k8s_openapi::api::batch::v1::CronJob;
+use proptest::prelude::*;
+use std::time::Duration;
+
+fn fixture(name: &str) -> CronJobView {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cj: CronJob = if name.ends_with(".json") {
+        serde_json::from_str(&text).unwrap()
+    } else {
+        serde_saphyr::from_str(&text).unwrap()
+    };
+    CronJobView::from(cj)
+}
+
+fn pod(cj: &CronJobView) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
+    cj.spec
+        .job_template
+        .spec
+        .as_ref()
+        .and_then(|j| j.template.spec.as_ref())
+}
+
+#[test]
+fn template_hash_ignores_server_defaults() {
+    let manifest = fixture("cronjob-manifest.yaml");
+    let served = fixture("cronjob-as-served.yaml");
+    let a = template_hash(pod(&manifest));
+    assert_eq!(a, template_hash(pod(&served)));
+    assert!(a.starts_with("sha256:") && a.len() == 71, "{a}");
+    // The schedule patch is outside the template: still equal. A real
+    // change inside it is not.
+    let mut changed = served.clone();
+    let p = changed
+        .spec
+        .job_template
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    p.containers[0].args = Some(vec!["--nightly".into(), "--all".into()]);
+    assert_ne!(a, template_hash(pod(&changed)));
+    let mut sa = served;
+    sa.spec
+        .job_template
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .service_account_name = Some("admin".into());
+    assert_ne!(a, template_hash(pod(&sa)));
+}
+
+#[test]
+fn template_hash_is_order_independent_for_containers() {
+    let mut cj = fixture("cronjob-manifest.yaml");
+    let p = cj
+        .spec
+        .job_template
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    let mut second = p.containers[0].clone();
+    second.name = "aaa".into();
+    p.containers.push(second);
+    let h1 = template_hash(pod(&cj));
+    let p = cj
+        .spec
+        .job_template
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    p.containers.reverse();
+    assert_eq!(h1, template_hash(pod(&cj)));
+}
+
+#[test]
+fn spec_managers_from_managed_fields() {
+    let served = fixture("cronjob-as-served.yaml");
+    let names: Vec<_> = served
+        .managers
+        .iter()
+        .map(|m| (m.manager.as_str(), m.operation.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("kubectl-client-side-apply", "Update"),
+            ("kubectl-patch", "Update")
+        ]
+    );
+    let ssa = fixture("cronjob-ssa-then-set-image.json");
+    let names: Vec<_> = ssa
+        .managers
+        .iter()
+        .map(|m| (m.manager.as_str(), m.operation.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("argocd-controller", "Apply"), ("kubectl-set", "Update")]
+    );
+    assert!(ssa.managers[0].time.is_some());
+}
+
+#[test]
+fn images_normalise() {
+    for (raw, want) in [
+        ("busybox", "docker.io/library/busybox"),
+        ("busybox:1.36", "docker.io/library/busybox:1.36"),
+        ("library/busybox", "docker.io/library/busybox"),
+        (
+            "index.docker.io/library/busybox:1",
+            "docker.io/library/busybox:1",
+        ),
+        ("bitnami/kubectl:1.30", "docker.io/bitnami/kubectl:1.30"),
+        ("localhost/x", "localhost/x"),
+        (
+            "registry.example.com:5000/a/b:c",
+            "registry.example.com:5000/a/b:c",
+        ),
+        (
+            "ghcr.io/o/r@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+            "ghcr.io/o/r@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+        ),
+        ("Not A Reference", "Not A Reference"),
+    ] {
+        assert_eq!(normalize_image(raw), want, "{raw}");
+    }
+    assert!(is_mutable(&ImageRef::parse("busybox")));
+    assert!(is_mutable(&ImageRef::parse("busybox:latest")));
+    assert!(!is_mutable(&ImageRef::parse("busybox:stable")));
+    assert!(!is_mutable(&ImageRef::parse("busybox:latest-gpu")));
+}
+
+#[test]
+fn image_patterns() {
+    let m = |p: &str, i: &str| ImagePattern::new(p).unwrap().matches(&ImageRef::parse(i));
+    assert!(m("docker.io/library/busybox", "busybox"));
+    assert!(m("busybox", "busybox:1.36"));
+    assert!(m(
+        "busybox:1.36",
+        "busybox:1.36@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+    ));
+    assert!(!m("busybox:1.36", "busybox:1.37"));
+    assert!(m(
+        "registry.example.com/payments/*",
+        "registry.example.com/payments/cache/warm:2"
+    ));
+    assert!(!m(
+        "registry.example.com/payments/*",
+        "registry.example.com/payroll/x:1"
+    ));
+    assert!(!m("busybox", "busyboxx:1"));
+    assert!(ImagePattern::new("").is_err());
+}
+
+#[test]
+fn schedules_normalise_and_intervals() {
+    assert_eq!(normalize_schedule("@hourly"), "0 * * * *");
+    assert_eq!(normalize_schedule("  0   2 * *  * "), "0 2 * * *");
+    assert_eq!(normalize_schedule("@ANNUALLY"), "0 0 1 1 *");
+    let min = |s: &str| min_interval(s).unwrap().map(|d| d.as_secs() / 60);
+    assert_eq!(min("*/2 * * * *"), Some(2));
+    assert_eq!(min("*/5 * * * *"), Some(5));
+    assert_eq!(min("* */6 * * *"), Some(1));
+    assert_eq!(min("@hourly"), Some(60));
+    assert_eq!(min("@daily"), Some(1440));
+    assert_eq!(min("0 9 * * 1-5"), Some(1440));
+    assert_eq!(min("0 9 * * 1"), Some(7 * 1440));
+    assert_eq!(min("0 0 1 * *"), Some(28 * 1440));
+    assert_eq!(min("0 23 * * *"), Some(1440));
+    assert_eq!(min("30 23 * * 0,1"), Some(1440));
+    assert_eq!(min("0,58 * * * *"), Some(2));
+    assert_eq!(min("59 23 31 12 *"), Some(365 * 1440));
+    assert_eq!(
+        min_interval("@every 90s").unwrap(),
+        Some(Duration::from_secs(90))
+    );
+    assert!(min_interval("61 * * * *").is_err());
+    assert!(min_interval("* * * *").is_err());
+    assert!(
+        min_interval("0 0 * * * *").is_err(),
+        "seconds are not a CronJob field"
+    );
+    assert!(min_interval("").is_err());
+    assert_eq!(min_interval("0 0 30 2 *").unwrap(), None, "never fires");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert!(parse_duration("soon").is_err());
+    assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn image_normalisation_never_panics_and_is_idempotent(s in "\\PC{0,80}") {
+        let once = normalize_image(&s);
+        prop_assert_eq!(normalize_image(&once), once.clone());
+    }
+
+    #[test]
+    fn image_like_strings_normalise_idempotently(
+        reg in prop::option::of("[a-z]{1,8}\\.(io|com)(:[0-9]{2,4})?"),
+        repo in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+        tag in prop::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}"),
+    ) {
+        let mut s = String::new();
+        if let Some(r) = reg { s.push_str(&r); s.push('/'); }
+        s.push_str(&repo);
+        if let Some(t) = &tag { s.push(':'); s.push_str(t); }
+        let r = ImageRef::parse(&s);
+        prop_assert!(r.valid, "{} should parse", s);
+        prop_assert_eq!(r.tag.as_deref(), tag.as_deref());
+        let once = r.normalized.clone();
+        prop_assert_eq!(normalize_image(&once), once);
+    }
+
+    #[test]
+    fn schedule_normalisation_never_panics_and_is_idempotent(s in "\\PC{0,60}") {
+        let once = normalize_schedule(&s);
+        prop_assert_eq!(normalize_schedule(&once), once);
+        let _ = parse_schedule(&s);
+    }
+
+    #[test]
+    fn intervals_of_cron_like_strings_never_panic(
+        fields in prop::collection::vec("(\\*|[0-9]{1,2}|\\*/[0-9]{1,2}|[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2},[0-9]{1,2})", 5)
+    ) {
+        let s = fields.join(" ");
+        if let Ok(Some(d)) = min_interval(&s) {
+            prop_assert!(d >= Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    fn patterns_never_panic(p in "\\PC{0,40}", i in "\\PC{0,40}") {
+        if let Ok(pat) = ImagePattern::new(&p) {
+            let _ = pat.matches(&ImageRef::parse(&i));
+        }
+    }
+}
