@@ -11,3 +11,4 @@ pub mod engine;
 pub mod manifest;
 pub mod scan;
 pub mod snapshot;
+pub mod synthetic;

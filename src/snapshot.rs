@@ -70,7 +70,6 @@ fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
     let commands = pod
         .map(|p| {
             containers_of(p)
-                .into_iter()
                 .map(|(_, c)| ApprovedCommand {
                     container: c.name.clone(),
                     command: c.command.clone().filter(|v| !v.is_empty()),

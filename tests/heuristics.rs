@@ -61,7 +61,7 @@ fn high_frequency_threshold_is_a_setting_and_per_entry() {
         min_interval: std::time::Duration::from_secs(900),
         ..Settings::default()
     };
-    let e = evaluate_with(&[cj.clone()], settings);
+    let e = evaluate_with(std::slice::from_ref(&cj), settings);
     assert_eq!(rules(&e, "apps", "x"), vec![Rule::HighFrequencySchedule]);
     // An entry's minInterval replaces the global threshold for what it matches.
     let b = baseline("apps", "b", json!([{"name": "x", "minInterval": "1m"}]));
@@ -417,14 +417,18 @@ fn heuristics_can_be_disabled_and_waived_but_not_by_annotations() {
         json!({"cronwarden.io/ignore": "true"}),
     );
     assert!(
-        fires(&[bad.clone()], Rule::HostPathMount),
+        fires(std::slice::from_ref(&bad), Rule::HostPathMount),
         "annotations never silence"
     );
     let off = Settings {
         disabled_rules: [Rule::HostPathMount].into(),
         ..Settings::default()
     };
-    assert!(evaluate_with(&[bad.clone()], off).findings.is_empty());
+    assert!(
+        evaluate_with(std::slice::from_ref(&bad), off)
+            .findings
+            .is_empty()
+    );
     let waived = baseline(
         "apps",
         "b",
@@ -447,7 +451,7 @@ fn severity_overrides_entry_then_global() {
         severity_overrides: [(Rule::HostPathMount, Severity::Low)].into(),
         ..Settings::default()
     };
-    let e = evaluate_with(&[cj.clone()], global.clone());
+    let e = evaluate_with(std::slice::from_ref(&cj), global.clone());
     assert_eq!(e.findings[0].severity, Severity::Low);
     let b = baseline(
         "apps",

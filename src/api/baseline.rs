@@ -1,4 +1,6 @@
 //! `CronJobBaseline`: the approved inventory of CronJobs (SPEC 2.1).
+// Each `printcolumn(...)` repeats `type_`/`json_path`: not a duplicate.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};

@@ -1,4 +1,6 @@
 //! `CronJobFinding`: the durable record of a CronJob's deviations (SPEC 2.2).
+// Each `printcolumn(...)` repeats `type_`/`json_path`: not a duplicate.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::core::{Selector, SelectorExt};
 
-use super::normalize::{ImagePattern, normalize_schedule, parse_duration, parse_schedule};
+use super::normalize::{Glob, ImagePattern, normalize_schedule, parse_duration, parse_schedule};
 use crate::api::{
     ApprovedCommand, ApprovedEntry, CronJobBaseline, Enforcement, Rule, Severity, Unapproved,
     reasons,
@@ -22,7 +22,7 @@ pub struct Problem {
 #[derive(Debug)]
 pub enum EntryMatcher {
     Name(String),
-    Pattern(globset::GlobMatcher),
+    Pattern(Glob),
     Selector(Selector),
 }
 
@@ -61,20 +61,22 @@ pub struct CompiledEntry {
 }
 
 impl CompiledEntry {
-    pub fn label(&self) -> String {
-        match &self.matcher {
-            EntryMatcher::Name(n) => format!("{}[{}] (name {n})", self.baseline, self.index),
-            EntryMatcher::Pattern(p) => {
-                format!(
-                    "{}[{}] (namePattern {})",
-                    self.baseline,
-                    self.index,
-                    p.glob()
-                )
-            }
-            EntryMatcher::Selector(s) => {
-                format!("{}[{}] (selector {s})", self.baseline, self.index)
-            }
+    /// `ns/baseline[i] (name x)`, formatted only when a message needs it.
+    pub fn label(&self) -> EntryLabel<'_> {
+        EntryLabel(self)
+    }
+}
+
+pub struct EntryLabel<'a>(&'a CompiledEntry);
+
+impl std::fmt::Display for EntryLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        write!(f, "{}[{}] ", e.baseline, e.index)?;
+        match &e.matcher {
+            EntryMatcher::Name(n) => write!(f, "(name {n})"),
+            EntryMatcher::Pattern(p) => write!(f, "(namePattern {})", p.as_str()),
+            EntryMatcher::Selector(s) => write!(f, "(selector {s})"),
         }
     }
 }
@@ -191,16 +193,13 @@ fn compile_entry(
         }
         EntryMatcher::Name(n.clone())
     } else if let Some(p) = &e.name_pattern {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(false)
-            .build()
-            .map_err(|err| {
-                bad(
-                    reasons::INVALID_PATTERN,
-                    format!("invalid namePattern {p:?}: {err}"),
-                )
-            })?;
-        EntryMatcher::Pattern(g.compile_matcher())
+        let g = Glob::new(p).map_err(|err| {
+            bad(
+                reasons::INVALID_PATTERN,
+                format!("invalid namePattern {p:?}: {err}"),
+            )
+        })?;
+        EntryMatcher::Pattern(g)
     } else {
         let s = e.selector.clone().unwrap_or_default();
         EntryMatcher::Selector(

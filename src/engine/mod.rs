@@ -6,7 +6,9 @@ pub mod baseline;
 pub mod normalize;
 pub mod rules;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
@@ -18,7 +20,7 @@ use crate::api::{
     Violation,
 };
 pub use baseline::{CompiledBaseline, CompiledEntry, EntryMatcher, Problem};
-use normalize::{ImageRef, IntervalCache, format_duration, has_digest, normalize_schedule};
+use normalize::{ImageCache, IntervalCache, format_duration, has_digest, normalize_schedule};
 
 /// JSON path of the pod spec inside a CronJob, for violation fields.
 pub const POD_PATH: &str = "spec.jobTemplate.spec.template.spec";
@@ -156,16 +158,15 @@ pub struct Evaluation {
     pub findings: Vec<DesiredFinding>,
     /// Sorted by namespace, then name.
     pub baselines: Vec<BaselineReport>,
-    /// `namespace/name` of CronJobs matched by an approved entry.
-    pub approved: HashSet<String>,
 }
 
 /// Pre-compiled settings plus the memo of schedule intervals.
 #[derive(Clone)]
 pub struct Engine {
     pub settings: Settings,
-    allowlist: Option<globset::GlobSet>,
+    allowlist: Option<Vec<normalize::Glob>>,
     intervals: IntervalCache,
+    images: ImageCache,
 }
 
 struct Pool<'a> {
@@ -179,7 +180,7 @@ struct Pool<'a> {
 
 impl<'a> Pool<'a> {
     fn new(baselines: Vec<&'a CompiledBaseline>) -> Pool<'a> {
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         let mut patterns = Vec::new();
         let mut selectors = Vec::new();
         for b in &baselines {
@@ -231,15 +232,15 @@ impl Engine {
         let allowlist = if settings.registry_allowlist.is_empty() {
             None
         } else {
-            let mut b = globset::GlobSetBuilder::new();
-            for r in &settings.registry_allowlist {
-                let g = globset::GlobBuilder::new(r.trim())
-                    .literal_separator(false)
-                    .build()
-                    .map_err(|e| format!("invalid registry allowlist entry {r:?}: {e}"))?;
-                b.add(g);
-            }
-            Some(b.build().map_err(|e| format!("registry allowlist: {e}"))?)
+            let globs = settings
+                .registry_allowlist
+                .iter()
+                .map(|r| {
+                    normalize::Glob::new(r.trim())
+                        .map_err(|e| format!("invalid registry allowlist entry {r:?}: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(globs)
         };
         for r in &settings.disabled_rules {
             if !r.is_heuristic() {
@@ -252,6 +253,7 @@ impl Engine {
             settings,
             allowlist,
             intervals: IntervalCache::default(),
+            images: ImageCache::default(),
         })
     }
 
@@ -279,12 +281,14 @@ impl Engine {
         let mut ordered: Vec<&CompiledBaseline> = baselines.iter().collect();
         ordered.sort_by(|a, b| a.key.cmp(&b.key));
 
-        let mut namespaces: BTreeSet<&str> = namespace_labels.keys().map(String::as_str).collect();
-        namespaces.extend(cronjobs.iter().map(|c| c.namespace.as_str()));
-        namespaces.extend(ordered.iter().map(|b| b.namespace.as_str()));
+        // Deduplicate through a hash set: 10k CronJobs share ~100 namespaces.
+        let mut seen: HashSet<&str> = namespace_labels.keys().map(String::as_str).collect();
+        seen.extend(cronjobs.iter().map(|c| c.namespace.as_str()));
+        seen.extend(ordered.iter().map(|b| b.namespace.as_str()));
+        let namespaces: BTreeSet<&str> = seen.into_iter().collect();
 
-        let mut governed: HashMap<&str, usize> = HashMap::new();
-        let mut pools: HashMap<&str, Pool> = HashMap::new();
+        let mut governed: HashMap<&str, usize> = HashMap::default();
+        let mut pools: HashMap<&str, Pool> = HashMap::default();
         for ns in &namespaces {
             let labels = namespace_labels.get(*ns).unwrap_or(&empty);
             let mut govern: Vec<&CompiledBaseline> = Vec::new();
@@ -304,21 +308,21 @@ impl Engine {
             pools.insert(ns, Pool::new(govern));
         }
 
-        let mut sorted: Vec<&CronJobView> = cronjobs.to_vec();
-        sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        // Only required entries need to know which CronJobs exist.
+        let any_required = ordered.iter().any(|b| b.entries.iter().any(|e| e.required));
 
         let mut findings: Vec<DesiredFinding> = Vec::new();
-        let mut matched_per_baseline: HashMap<&str, usize> = HashMap::new();
-        let mut approved = HashSet::new();
-        let mut present: HashSet<(&str, &str)> = HashSet::new();
+        let mut matched_per_baseline: HashMap<&str, usize> = HashMap::default();
+        let mut present: HashSet<(&str, &str)> = HashSet::default();
         let no_pool = Pool::new(Vec::new());
-        for cj in &sorted {
-            present.insert((cj.namespace.as_str(), cj.name.as_str()));
+        for cj in cronjobs {
+            if any_required {
+                present.insert((cj.namespace.as_str(), cj.name.as_str()));
+            }
             let pool = pools.get(cj.namespace.as_str()).unwrap_or(&no_pool);
             let entry = pool.best_match(cj);
             if let Some(e) = entry {
                 *matched_per_baseline.entry(e.baseline.as_str()).or_default() += 1;
-                approved.insert(format!("{}/{}", cj.namespace, cj.name));
             }
             if let Some(f) = self.evaluate_cronjob(cj, pool, entry) {
                 findings.push(f);
@@ -386,7 +390,7 @@ impl Engine {
         findings.extend(missing.into_values());
         findings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 
-        let mut open_per_baseline: HashMap<&str, usize> = HashMap::new();
+        let mut open_per_baseline: HashMap<&str, usize> = HashMap::default();
         for f in &findings {
             for b in &f.baselines {
                 *open_per_baseline.entry(b.as_str()).or_default() += 1;
@@ -411,7 +415,6 @@ impl Engine {
         Evaluation {
             findings,
             baselines: reports,
-            approved,
         }
     }
 
@@ -424,7 +427,6 @@ impl Engine {
         let mut f = Finder::new(entry, &self.settings);
         let pod = pod_of(&cj.spec);
         let governed = !pool.baselines.is_empty();
-        let key = format!("{}/{}", cj.namespace, cj.name);
 
         // Baseline rules.
         match entry {
@@ -434,7 +436,9 @@ impl Engine {
                     Rule::NotInBaseline,
                     None,
                     format!(
-                        "CronJob {key} is not in any baseline (schedule {}, image {})",
+                        "CronJob {}/{} is not in any baseline (schedule {}, image {})",
+                        cj.namespace,
+                        cj.name,
                         cj.spec.schedule,
                         if images.is_empty() {
                             "<none>".to_owned()
@@ -455,24 +459,23 @@ impl Engine {
         let threshold = entry
             .and_then(|e| e.min_interval)
             .unwrap_or(self.settings.min_interval);
-        if f.enabled(Rule::HighFrequencySchedule) {
-            if let Ok(Some(gap)) = self.intervals.get(&cj.spec.schedule) {
-                if gap < threshold {
-                    f.push(
-                        Rule::HighFrequencySchedule,
-                        None,
-                        format!(
-                            "schedule {:?} fires every {}, more often than {}",
-                            cj.spec.schedule,
-                            format_duration(gap),
-                            format_duration(threshold)
-                        ),
-                        "spec.schedule".into(),
-                        format!(">= {} between runs", format_duration(threshold)),
-                        cj.spec.schedule.clone(),
-                    );
-                }
-            }
+        if f.enabled(Rule::HighFrequencySchedule)
+            && let Ok(Some(gap)) = self.intervals.get(&cj.spec.schedule)
+            && gap < threshold
+        {
+            f.push(
+                Rule::HighFrequencySchedule,
+                None,
+                format!(
+                    "schedule {:?} fires every {}, more often than {}",
+                    cj.spec.schedule,
+                    format_duration(gap),
+                    format_duration(threshold)
+                ),
+                "spec.schedule".into(),
+                format!(">= {} between runs", format_duration(threshold)),
+                cj.spec.schedule.clone(),
+            );
         }
         if let Some(pod) = pod {
             if f.enabled(Rule::PrivilegedJobTemplate) {
@@ -487,7 +490,14 @@ impl Engine {
             let mutable = f.enabled(Rule::MutableImageReference);
             let registry = f.enabled(Rule::UnapprovedRegistry) && self.allowlist.is_some();
             if mutable || registry {
-                rules::images(pod, self.allowlist.as_ref(), mutable, registry, &mut f);
+                rules::images(
+                    pod,
+                    &self.images,
+                    self.allowlist.as_ref(),
+                    mutable,
+                    registry,
+                    &mut f,
+                );
             }
         }
         if entry.is_none()
@@ -498,8 +508,8 @@ impl Engine {
                 Rule::SensitiveNamespace,
                 None,
                 format!(
-                    "CronJob {key} runs in system namespace {} without baseline approval",
-                    cj.namespace
+                    "CronJob {}/{} runs in system namespace {} without baseline approval",
+                    cj.namespace, cj.name, cj.namespace
                 ),
                 "metadata.namespace".into(),
                 "approved by a baseline",
@@ -551,8 +561,9 @@ impl Engine {
         let spec = &cj.spec;
         let approved_by = e.label();
         if !e.schedules.is_empty() {
-            let s = normalize_schedule(&spec.schedule);
-            if !e.schedules.contains(&s) {
+            let approved = e.schedules.iter().any(|a| a == &spec.schedule)
+                || e.schedules.contains(&normalize_schedule(&spec.schedule));
+            if !approved {
                 f.push(
                     Rule::ScheduleNotApproved,
                     None,
@@ -586,10 +597,11 @@ impl Engine {
                 );
             }
         }
-        if let Some(min) = e.min_interval {
-            if let Ok(Some(gap)) = self.intervals.get(&spec.schedule) {
-                if gap < min {
-                    f.push(
+        if let Some(min) = e.min_interval
+            && let Ok(Some(gap)) = self.intervals.get(&spec.schedule)
+            && gap < min
+        {
+            f.push(
                         Rule::ScheduleNotApproved,
                         None,
                         format!(
@@ -602,24 +614,16 @@ impl Engine {
                         format!(">= {} between runs", format_duration(min)),
                         spec.schedule.clone(),
                     );
-                }
-            }
         }
         let Some(pod) = pod_of(spec) else { return };
         if !e.images.is_empty() || e.require_digest {
-            for (path, c) in containers_of(pod) {
-                let Some(raw) = c.image.as_deref() else {
-                    continue;
-                };
-                let image = ImageRef::parse(raw);
+            for (path, name, raw) in image_sites(pod) {
+                let image = self.images.get(raw);
                 if !e.images.is_empty() && !e.images.iter().any(|p| p.matches(&image)) {
                     f.push(
                         Rule::ImageNotApproved,
                         None,
-                        format!(
-                            "container {} runs image {raw}, not approved by {approved_by}",
-                            c.name
-                        ),
+                        format!("container {name} runs image {raw}, not approved by {approved_by}"),
                         format!("{path}.image"),
                         e.images
                             .iter()
@@ -632,7 +636,7 @@ impl Engine {
                     f.push(
                         Rule::ImageNotApproved,
                         None,
-                        format!("container {} image {raw} is not pinned by digest, required by {approved_by}", c.name),
+                        format!("container {name} image {raw} is not pinned by digest, required by {approved_by}"),
                         format!("{path}.image"),
                         "an image pinned by @sha256 digest",
                         raw.to_owned(),
@@ -824,22 +828,71 @@ pub(crate) fn pod_of(spec: &CronJobSpec) -> Option<&PodSpec> {
         .and_then(|j| j.template.spec.as_ref())
 }
 
-/// Every container of a pod with its JSON path: containers, initContainers, ephemeralContainers.
-pub(crate) fn containers_of(pod: &PodSpec) -> Vec<(String, &Container)> {
-    let mut out: Vec<(String, &Container)> = pod
-        .containers
+/// Where a container sits in the CronJob, rendered as a JSON path only
+/// when a violation needs it (keeps evaluation free of allocations).
+#[derive(Clone, Copy, Debug)]
+pub struct ContainerPath {
+    pub list: &'static str,
+    pub index: usize,
+}
+
+impl std::fmt::Display for ContainerPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{POD_PATH}.{}[{}]", self.list, self.index)
+    }
+}
+
+/// Containers and initContainers of a pod with their paths.
+pub fn containers_of(pod: &PodSpec) -> impl Iterator<Item = (ContainerPath, &Container)> {
+    let main = pod.containers.iter().enumerate().map(|(index, c)| {
+        (
+            ContainerPath {
+                list: "containers",
+                index,
+            },
+            c,
+        )
+    });
+    let init = pod
+        .init_containers
         .iter()
+        .flatten()
         .enumerate()
-        .map(|(i, c)| (format!("{POD_PATH}.containers[{i}]"), c))
-        .collect();
-    out.extend(
-        pod.init_containers
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, c)| (format!("{POD_PATH}.initContainers[{i}]"), c)),
-    );
-    out
+        .map(|(index, c)| {
+            (
+                ContainerPath {
+                    list: "initContainers",
+                    index,
+                },
+                c,
+            )
+        });
+    main.chain(init)
+}
+
+/// Every image of a pod with its container: containers, initContainers and
+/// ephemeralContainers (SPEC 3.1 ImageNotApproved names all three).
+pub fn image_sites(pod: &PodSpec) -> impl Iterator<Item = (ContainerPath, &str, &str)> {
+    let ephemeral = pod
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(index, c)| {
+            c.image.as_deref().map(|i| {
+                (
+                    ContainerPath {
+                        list: "ephemeralContainers",
+                        index,
+                    },
+                    c.name.as_str(),
+                    i,
+                )
+            })
+        });
+    containers_of(pod)
+        .filter_map(|(p, c)| c.image.as_deref().map(|i| (p, c.name.as_str(), i)))
+        .chain(ephemeral)
 }
 
 /// All images of a CronJob, as written (containers, then initContainers,
@@ -849,7 +902,6 @@ pub fn images_of(spec: &CronJobSpec) -> Vec<String> {
         return Vec::new();
     };
     let mut out: Vec<String> = containers_of(pod)
-        .into_iter()
         .filter_map(|(_, c)| c.image.clone())
         .collect();
     out.extend(

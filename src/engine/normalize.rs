@@ -1,7 +1,7 @@
 //! Normalisation before comparison (SPEC 3.3): image references, schedules,
 //! the security-relevant template hash, and the deployment path (SPEC 3.4).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -102,7 +102,7 @@ pub fn normalize_image(raw: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct ImagePattern {
     pub source: String,
-    glob: globset::GlobMatcher,
+    glob: Glob,
     repository_only: bool,
 }
 
@@ -124,12 +124,8 @@ impl ImagePattern {
             let r = ImageRef::parse(p);
             if r.valid { r.normalized } else { p.to_owned() }
         };
-        let glob = globset::GlobBuilder::new(&text)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| format!("invalid image pattern {pattern:?}: {e}"))?
-            .compile_matcher();
+        let glob =
+            Glob::new(&text).map_err(|e| format!("invalid image pattern {pattern:?}: {e}"))?;
         Ok(ImagePattern {
             source: pattern.to_owned(),
             glob,
@@ -144,7 +140,11 @@ impl ImagePattern {
         if self.glob.is_match(&image.normalized) {
             return true;
         }
-        image.candidates().skip(1).any(|c| self.glob.is_match(&c))
+        // `repo:tag` for an image that also has a digest.
+        match (&image.tag, &image.digest) {
+            (Some(_), Some(_)) => image.candidates().skip(1).any(|c| self.glob.is_match(&c)),
+            _ => false,
+        }
     }
 }
 
@@ -159,6 +159,57 @@ pub fn is_mutable(image: &ImageRef) -> bool {
         return false;
     }
     image.digest.is_none() && image.tag.as_deref().is_none_or(|t| t == "latest")
+}
+
+/// A glob compiled once (globset's syntax: `*`, `?`, `[..]`, `{a,b}`) where
+/// `*` crosses `/`, matched against `&str` without the per-call path
+/// allocation `GlobMatcher` makes.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    source: String,
+    kind: GlobKind,
+}
+
+/// Most real patterns are a literal or `literal*`: those skip the regex.
+#[derive(Clone, Debug)]
+enum GlobKind {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::bytes::Regex),
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Glob, String> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let is_meta = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        let kind = if !pattern.contains(is_meta) {
+            GlobKind::Exact(pattern.to_owned())
+        } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| !p.contains(is_meta)) {
+            GlobKind::Prefix(prefix.to_owned())
+        } else {
+            GlobKind::Regex(regex::bytes::Regex::new(glob.regex()).map_err(|e| e.to_string())?)
+        };
+        Ok(Glob {
+            source: pattern.to_owned(),
+            kind,
+        })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        match &self.kind {
+            GlobKind::Exact(e) => e == s,
+            GlobKind::Prefix(p) => s.starts_with(p.as_str()),
+            GlobKind::Regex(r) => r.is_match(s.as_bytes()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
 }
 
 // ---------------------------------------------------------------- schedules
@@ -283,10 +334,7 @@ pub fn min_interval(schedule: &str) -> Result<Option<std::time::Duration>, Strin
     let horizon = anchor + Duration::days(366 * 28);
     let mut day = day0;
     let mut smallest_day_gap: Option<i64> = None;
-    loop {
-        let Some(start) = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)) else {
-            break;
-        };
+    while let Some(start) = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)) {
         let start = Utc.from_utc_datetime(&start);
         let Ok(next) = cron.find_next_occurrence(&start, true) else {
             break;
@@ -309,25 +357,56 @@ pub fn min_interval(schedule: &str) -> Result<Option<std::time::Duration>, Strin
     Ok(best.and_then(|b| b.to_std().ok()))
 }
 
+type IntervalResult = Result<Option<std::time::Duration>, String>;
+
 /// Memoised [`min_interval`], shared by evaluations: schedules repeat a lot
 /// across CronJobs, and the search costs up to a few thousand cron steps.
 #[derive(Clone, Default)]
 pub struct IntervalCache {
-    inner: Arc<Mutex<HashMap<String, Result<Option<std::time::Duration>, String>>>>,
+    inner: Arc<Mutex<HashMap<String, IntervalResult>>>,
 }
 
 impl IntervalCache {
+    /// Keyed by the schedule as written: a hit costs no allocation.
     pub fn get(&self, schedule: &str) -> Result<Option<std::time::Duration>, String> {
-        let key = normalize_schedule(schedule);
-        if let Some(v) = self.inner.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(v) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|m| m.get(schedule).cloned())
+        {
             return v;
         }
-        let v = min_interval(&key);
+        let v = min_interval(schedule);
         if let Ok(mut m) = self.inner.lock() {
             if m.len() > 100_000 {
                 m.clear();
             }
-            m.insert(key, v.clone());
+            m.insert(schedule.to_owned(), v.clone());
+        }
+        v
+    }
+}
+
+/// Memoised [`ImageRef::parse`]. The reference grammar is a large regex
+/// with captures, by far the costliest step of an evaluation, and clusters
+/// run the same few hundred images in thousands of CronJobs.
+#[derive(Clone, Default)]
+pub struct ImageCache {
+    inner: Arc<Mutex<HashMap<String, Arc<ImageRef>>>>,
+}
+
+impl ImageCache {
+    pub fn get(&self, raw: &str) -> Arc<ImageRef> {
+        if let Some(v) = self.inner.lock().ok().and_then(|m| m.get(raw).cloned()) {
+            return v;
+        }
+        let v = Arc::new(ImageRef::parse(raw));
+        if let Ok(mut m) = self.inner.lock() {
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(raw.to_owned(), v.clone());
         }
         v
     }

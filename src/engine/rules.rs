@@ -6,8 +6,8 @@ use k8s_openapi::api::batch::v1::CronJobSpec;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use regex::{RegexSet, RegexSetBuilder};
 
-use super::normalize::{ImageRef, is_mutable};
-use super::{Finder, containers_of};
+use super::normalize::is_mutable;
+use super::{Finder, containers_of, image_sites};
 use crate::api::{Rule, Severity};
 
 pub const SENSITIVE_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -135,6 +135,10 @@ fn suspicious_set() -> &'static RegexSet {
 
 /// Labels of the suspicious behaviours found in a command line.
 pub fn suspicious_behaviours(command_line: &str) -> Vec<&'static str> {
+    // `is_match` is allocation-free; almost every command line is innocent.
+    if !suspicious_set().is_match(command_line) {
+        return Vec::new();
+    }
     suspicious_set()
         .matches(command_line)
         .into_iter()
@@ -242,13 +246,27 @@ pub(super) fn host_paths(pod: &PodSpec, out: &mut Finder) {
 }
 
 pub(super) fn suspicious_commands(pod: &PodSpec, out: &mut Finder) {
+    thread_local! {
+        // One buffer per thread: this runs for every container of every CronJob.
+        static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
     for (path, c) in containers_of(pod) {
-        let line = command_line(c);
-        if line.is_empty() {
-            continue;
-        }
-        let found = suspicious_behaviours(&line);
+        let found = LINE.with_borrow_mut(|line| {
+            line.clear();
+            for part in c.command.iter().flatten().chain(c.args.iter().flatten()) {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(part);
+            }
+            if line.is_empty() {
+                Vec::new()
+            } else {
+                suspicious_behaviours(line)
+            }
+        });
         if !found.is_empty() {
+            let line = command_line(c);
             out.push(
                 Rule::SuspiciousCommand,
                 None,
@@ -263,16 +281,14 @@ pub(super) fn suspicious_commands(pod: &PodSpec, out: &mut Finder) {
 
 pub(super) fn images(
     pod: &PodSpec,
-    allowlist: Option<&globset::GlobSet>,
+    cache: &super::normalize::ImageCache,
+    allowlist: Option<&Vec<super::normalize::Glob>>,
     mutable: bool,
     registry: bool,
     out: &mut Finder,
 ) {
-    for (path, c) in containers_of(pod) {
-        let Some(raw) = c.image.as_deref() else {
-            continue;
-        };
-        let image = ImageRef::parse(raw);
+    for (path, name, raw) in image_sites(pod) {
+        let image = cache.get(raw);
         if mutable && is_mutable(&image) {
             let why = if image.tag.is_none() {
                 "has no tag and no digest"
@@ -282,31 +298,30 @@ pub(super) fn images(
             out.push(
                 Rule::MutableImageReference,
                 None,
-                format!("container {} image {raw} {why}", c.name),
+                format!("container {name} image {raw} {why}"),
                 format!("{path}.image"),
                 "a version tag or a digest",
                 raw.to_owned(),
             );
         }
-        if let (true, Some(allow)) = (registry, allowlist) {
-            if !image.valid || !allow.is_match(&image.registry) {
-                out.push(
-                    Rule::UnapprovedRegistry,
-                    None,
-                    format!(
-                        "container {} image {raw} comes from registry {}, not in the allowlist",
-                        c.name,
-                        if image.valid {
-                            image.registry.as_str()
-                        } else {
-                            "<unparseable>"
-                        }
-                    ),
-                    format!("{path}.image"),
-                    "an allowlisted registry",
-                    raw.to_owned(),
-                );
-            }
+        if let (true, Some(allow)) = (registry, allowlist)
+            && (!image.valid || !allow.iter().any(|g| g.is_match(&image.registry)))
+        {
+            out.push(
+                Rule::UnapprovedRegistry,
+                None,
+                format!(
+                    "container {name} image {raw} comes from registry {}, not in the allowlist",
+                    if image.valid {
+                        image.registry.as_str()
+                    } else {
+                        "<unparseable>"
+                    }
+                ),
+                format!("{path}.image"),
+                "an allowlisted registry",
+                raw.to_owned(),
+            );
         }
     }
 }
@@ -327,9 +342,9 @@ pub(super) fn history_erasure(spec: &CronJobSpec, out: &mut Finder) {
         .spec
         .as_ref()
         .and_then(|s| s.ttl_seconds_after_finished)
+        && ttl < 60
     {
-        if ttl < 60 {
-            out.push(
+        out.push(
                 Rule::HistoryErasure,
                 None,
                 format!("ttlSecondsAfterFinished is {ttl}s: the Job and its Pods are deleted within a minute"),
@@ -337,6 +352,5 @@ pub(super) fn history_erasure(spec: &CronJobSpec, out: &mut Finder) {
                 ">= 60",
                 ttl.to_string(),
             );
-        }
     }
 }

@@ -42,14 +42,14 @@ pub fn namespace(name: &str, labels: Value) -> Value {
 pub fn set(v: &mut Value, pointer: &str, new: Value) {
     let mut cur = v;
     for part in pointer.trim_start_matches('/').split('/') {
-        if let Ok(i) = part.parse::<usize>() {
-            if let Some(a) = cur.as_array_mut() {
-                if a.len() == i {
-                    a.push(Value::Null);
-                }
-                cur = &mut cur[i];
-                continue;
+        if let Ok(i) = part.parse::<usize>()
+            && let Some(a) = cur.as_array_mut()
+        {
+            if a.len() == i {
+                a.push(Value::Null);
             }
+            cur = &mut cur[i];
+            continue;
         }
         if !cur.is_object() {
             *cur = json!({});
