@@ -25,6 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the controller against the cluster (in-cluster config or kubeconfig).
+    Run(Box<RunArgs>),
     /// Scan manifest files offline and report deviations.
     Scan(ScanArgs),
     /// Work with baselines.
@@ -121,8 +123,17 @@ pub struct ScanArgs {
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
     /// Manifest files or folders; `-` reads stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_cluster")]
     pub paths: Vec<PathBuf>,
+    /// Read the CronJobs from the cluster (kubeconfig or in-cluster) instead of files.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// With --from-cluster: namespaces to read (repeatable); none = all.
+    #[arg(long = "namespace", short = 'n', requires = "from_cluster")]
+    pub namespaces: Vec<String>,
+    /// With --from-cluster: label selector over CronJobs.
+    #[arg(long, short = 'l', requires = "from_cluster")]
+    pub selector: Option<String>,
     /// Name of the generated baselines (one per namespace).
     #[arg(long, default_value = "snapshot")]
     pub name: String,
@@ -138,4 +149,167 @@ pub struct SnapshotArgs {
     /// Approve the field managers that own the spec now (from managedFields).
     #[arg(long)]
     pub managers: bool,
+}
+
+/// `cronwarden run`: the controller. Every setting is a flag, an environment
+/// variable, or a key of the optional `--config` file (flags and environment
+/// win over the file).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// YAML settings file (for a ConfigMap mount); see config/manager/config.yaml.
+    #[arg(long, env = "CRONWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Namespaces to watch (repeatable); none = all.
+    #[arg(
+        long = "namespace",
+        env = "CRONWARDEN_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Namespaces never evaluated (repeatable).
+    #[arg(
+        long = "exclude-namespace",
+        env = "CRONWARDEN_EXCLUDED_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub excluded_namespaces: Vec<String>,
+    /// How long resolved findings are kept before deletion.
+    #[arg(long, env = "CRONWARDEN_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Allow baselines with `enforcement: Suspend` to suspend CronJobs.
+    #[arg(long, env = "CRONWARDEN_ALLOW_ENFORCEMENT")]
+    pub allow_enforcement: bool,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CRONWARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[arg(
+        long,
+        env = "CRONWARDEN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Hold a coordination.k8s.io Lease so only one replica writes.
+    #[arg(long, env = "CRONWARDEN_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(
+        long,
+        env = "CRONWARDEN_LEASE_NAME",
+        default_value = "cronwarden-leader"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the Pod's namespace, else cronwarden-system).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// Holder identity (default: the Pod name, else the host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, env = "CRONWARDEN_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// API writes in flight at once.
+    #[arg(long, env = "CRONWARDEN_WRITE_CONCURRENCY", default_value_t = 8)]
+    pub write_concurrency: usize,
+    /// Full re-evaluation period (retention, acknowledgement expiry, safety net).
+    #[arg(long, env = "CRONWARDEN_RESYNC", default_value = "60s", value_parser = parse_duration)]
+    pub resync: Duration,
+}
+
+/// Keys of the `--config` file. Each is optional.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    pub namespaces: Option<Vec<String>>,
+    pub excluded_namespaces: Option<Vec<String>>,
+    pub trusted_namespaces: Option<Vec<String>>,
+    pub min_interval: Option<String>,
+    pub allowed_registries: Option<Vec<String>>,
+    pub disabled_rules: Option<Vec<String>>,
+    pub severity_overrides: Option<BTreeMap<String, String>>,
+    pub retention: Option<String>,
+    pub allow_enforcement: Option<bool>,
+    pub log_format: Option<crate::telemetry::LogFormat>,
+    pub write_concurrency: Option<usize>,
+}
+
+impl RunArgs {
+    /// Merge the config file under what flags and environment set; `m` are
+    /// the matches of the `run` subcommand, to tell defaults from choices.
+    pub fn resolve(mut self, m: &clap::ArgMatches) -> Result<RunArgs, String> {
+        use clap::parser::ValueSource;
+        let explicit = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+            )
+        };
+        if let Some(path) = &self.config {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let f: ConfigFile =
+                serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let p = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
+            if let (Some(v), false) = (f.namespaces, explicit("namespaces")) {
+                self.namespaces = v;
+            }
+            if let (Some(v), false) = (f.excluded_namespaces, explicit("excluded_namespaces")) {
+                self.excluded_namespaces = v;
+            }
+            if let (Some(v), false) = (f.trusted_namespaces, explicit("trusted_namespaces")) {
+                self.engine.trusted_namespaces = v;
+            }
+            if let (Some(v), false) = (f.min_interval, explicit("min_interval")) {
+                self.engine.min_interval = parse_duration(&v).map_err(|e| p("minInterval", e))?;
+            }
+            if let (Some(v), false) = (f.allowed_registries, explicit("allowed_registries")) {
+                self.engine.allowed_registries = v;
+            }
+            if let (Some(v), false) = (f.disabled_rules, explicit("disabled_rules")) {
+                self.engine.disabled_rules = v
+                    .iter()
+                    .map(|r| parse_rule(r))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| p("disabledRules", e))?;
+            }
+            if let (Some(v), false) = (f.severity_overrides, explicit("severity_overrides")) {
+                self.engine.severity_overrides = v
+                    .iter()
+                    .map(|(r, s)| Ok((parse_rule(r)?, parse_severity(s)?)))
+                    .collect::<Result<_, String>>()
+                    .map_err(|e| p("severityOverrides", e))?;
+            }
+            if let (Some(v), false) = (f.retention, explicit("retention")) {
+                self.retention = parse_duration(&v).map_err(|e| p("retention", e))?;
+            }
+            if let (Some(v), false) = (f.allow_enforcement, explicit("allow_enforcement")) {
+                self.allow_enforcement = v;
+            }
+            if let (Some(v), false) = (f.log_format, explicit("log_format")) {
+                self.log_format = v;
+            }
+            if let (Some(v), false) = (f.write_concurrency, explicit("write_concurrency")) {
+                self.write_concurrency = v.max(1);
+            }
+        }
+        // Trusted by default: the controller's own namespace (SPEC 2.1).
+        if !explicit("trusted_namespaces") && self.config.is_none() {
+            if let Some(ns) = &self.pod_namespace {
+                self.engine.trusted_namespaces = vec![ns.clone()];
+            }
+        }
+        self.write_concurrency = self.write_concurrency.max(1);
+        Ok(self)
+    }
+
+    pub fn lease_namespace(&self) -> String {
+        self.pod_namespace
+            .clone()
+            .unwrap_or_else(|| "cronwarden-system".into())
+    }
+
+    pub fn watches(&self, namespace: &str) -> bool {
+        !self.excluded_namespaces.iter().any(|n| n == namespace)
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace))
+    }
 }

@@ -6,9 +6,12 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod engine;
+pub mod lease;
 pub mod manifest;
 pub mod scan;
 pub mod snapshot;
 pub mod synthetic;
+pub mod telemetry;

@@ -1,11 +1,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use cronwarden::cli::{BaselineCommand, Cli, Command};
-use cronwarden::engine::Engine;
+use cronwarden::cli::{BaselineCommand, Cli, Command, SnapshotArgs};
+use cronwarden::engine::{CronJobView, Engine};
 use cronwarden::manifest::Loaded;
 use cronwarden::snapshot::{SnapshotOptions, snapshot, to_yaml};
 use cronwarden::{crd, scan};
@@ -16,11 +17,35 @@ use cronwarden::{crd, scan};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let code = match cli.command {
         Command::Crds => {
             print_out(&crd::crds_yaml());
             0
+        }
+        Command::Run(args) => {
+            let sub = matches
+                .subcommand_matches("run")
+                .cloned()
+                .unwrap_or_default();
+            let args = match args.resolve(&sub) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match tokio_runtime().and_then(|rt| rt.block_on(cronwarden::controller::run(args))) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
         }
         Command::Scan(args) => {
             let engine = match Engine::new(args.engine.settings()) {
@@ -38,24 +63,73 @@ fn main() -> ExitCode {
             }
             result.exit_code(args.fail_on)
         }
-        Command::Baseline(BaselineCommand::Snapshot(args)) => {
-            let loaded = Loaded::read_paths(&args.paths);
-            for e in &loaded.errors {
-                eprintln!("error: {e}");
-            }
-            let cronjobs: Vec<_> = loaded.inventory.cronjobs.iter().collect();
-            let opts = SnapshotOptions {
-                name: args.name,
-                images: args.images,
-                pin_template: args.pin_template,
-                required: args.required,
-                managers: args.managers,
-            };
-            print_out(&to_yaml(&snapshot(&cronjobs, &opts)));
-            if loaded.errors.is_empty() { 0 } else { 2 }
-        }
+        Command::Baseline(BaselineCommand::Snapshot(args)) => snapshot_command(args),
     };
     ExitCode::from(code as u8)
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn snapshot_command(args: SnapshotArgs) -> i32 {
+    let opts = SnapshotOptions {
+        name: args.name.clone(),
+        images: args.images,
+        pin_template: args.pin_template,
+        required: args.required,
+        managers: args.managers,
+    };
+    let (cronjobs, errors): (Vec<CronJobView>, Vec<String>) = if args.from_cluster {
+        match tokio_runtime().and_then(|rt| rt.block_on(list_cluster(&args))) {
+            Ok(c) => (c, Vec::new()),
+            Err(e) => {
+                eprintln!("error: reading CronJobs from the cluster: {e:#}");
+                return 2;
+            }
+        }
+    } else {
+        let loaded = Loaded::read_paths(&args.paths);
+        let errors = loaded.errors.iter().map(ToString::to_string).collect();
+        (loaded.inventory.cronjobs, errors)
+    };
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let refs: Vec<&CronJobView> = cronjobs.iter().collect();
+    print_out(&to_yaml(&snapshot(&refs, &opts)));
+    if errors.is_empty() { 0 } else { 2 }
+}
+
+/// CronJobs of the given namespaces (all when none), by label selector.
+async fn list_cluster(args: &SnapshotArgs) -> anyhow::Result<Vec<CronJobView>> {
+    use kube::api::{Api, ListParams};
+    let client = kube::Client::try_default().await?;
+    let mut lp = ListParams::default();
+    if let Some(s) = &args.selector {
+        lp = lp.labels(s);
+    }
+    let apis: Vec<Api<CronJob>> = if args.namespaces.is_empty() {
+        vec![Api::all(client)]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|n| Api::namespaced(client.clone(), n))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for api in apis {
+        out.extend(
+            api.list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .map(CronJobView::from),
+        );
+    }
+    Ok(out)
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.

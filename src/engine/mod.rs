@@ -8,7 +8,7 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
@@ -160,6 +160,80 @@ pub struct Evaluation {
     pub baselines: Vec<BaselineReport>,
 }
 
+/// The engine's verdict on one namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceResult {
+    pub namespace: String,
+    /// Sorted by name.
+    pub findings: Vec<DesiredFinding>,
+    /// `namespace/name` of the baselines governing the namespace.
+    pub governing: Vec<String>,
+    /// Baseline → CronJobs of this namespace its entries matched.
+    pub matched: BTreeMap<String, usize>,
+}
+
+/// Baselines in matching order (namespace/name), the tie-break of SPEC 2.1.
+pub fn order(baselines: &[CompiledBaseline]) -> Vec<&CompiledBaseline> {
+    let mut ordered: Vec<&CompiledBaseline> = baselines.iter().collect();
+    ordered.sort_by(|a, b| a.key.cmp(&b.key));
+    ordered
+}
+
+/// The baselines governing a namespace: its own, plus trusted ones whose
+/// namespaceSelector matches its labels.
+pub fn governing<'a>(
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+    ordered: &[&'a CompiledBaseline],
+) -> Vec<&'a CompiledBaseline> {
+    ordered
+        .iter()
+        .copied()
+        .filter(|b| {
+            b.namespace == ns
+                || b.namespace_selector
+                    .as_ref()
+                    .is_some_and(|s| kube::core::SelectorExt::matches(s, labels))
+        })
+        .collect()
+}
+
+/// Baseline reports from per-namespace results (SPEC 2.1 status counts).
+pub fn aggregate<'a>(
+    ordered: &[&CompiledBaseline],
+    results: impl Iterator<Item = &'a NamespaceResult>,
+) -> Vec<BaselineReport> {
+    let mut governed: HashMap<&str, usize> = HashMap::default();
+    let mut matched: HashMap<&str, usize> = HashMap::default();
+    let mut open: HashMap<&str, usize> = HashMap::default();
+    for r in results {
+        for b in &r.governing {
+            *governed.entry(b.as_str()).or_default() += 1;
+        }
+        for (b, n) in &r.matched {
+            *matched.entry(b.as_str()).or_default() += n;
+        }
+        for f in &r.findings {
+            for b in &f.baselines {
+                *open.entry(b.as_str()).or_default() += 1;
+            }
+        }
+    }
+    ordered
+        .iter()
+        .map(|b| BaselineReport {
+            namespace: b.namespace.clone(),
+            name: b.name.clone(),
+            generation: b.generation,
+            entries: b.declared_entries,
+            governed_namespaces: governed.get(b.key.as_str()).copied().unwrap_or(0),
+            matched_cronjobs: matched.get(b.key.as_str()).copied().unwrap_or(0),
+            open_findings: open.get(b.key.as_str()).copied().unwrap_or(0),
+            problems: b.problems.clone(),
+        })
+        .collect()
+}
+
 /// Pre-compiled settings plus the memo of schedule intervals.
 #[derive(Clone)]
 pub struct Engine {
@@ -278,143 +352,123 @@ impl Engine {
         namespace_labels: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Evaluation {
         let empty = BTreeMap::new();
-        let mut ordered: Vec<&CompiledBaseline> = baselines.iter().collect();
-        ordered.sort_by(|a, b| a.key.cmp(&b.key));
-
-        // Deduplicate through a hash set: 10k CronJobs share ~100 namespaces.
-        let mut seen: HashSet<&str> = namespace_labels.keys().map(String::as_str).collect();
-        seen.extend(cronjobs.iter().map(|c| c.namespace.as_str()));
-        seen.extend(ordered.iter().map(|b| b.namespace.as_str()));
-        let namespaces: BTreeSet<&str> = seen.into_iter().collect();
-
-        let mut governed: HashMap<&str, usize> = HashMap::default();
-        let mut pools: HashMap<&str, Pool> = HashMap::default();
-        for ns in &namespaces {
-            let labels = namespace_labels.get(*ns).unwrap_or(&empty);
-            let mut govern: Vec<&CompiledBaseline> = Vec::new();
-            for b in &ordered {
-                let own = b.namespace == *ns;
-                let selected = !own
-                    && b.namespace_selector
-                        .as_ref()
-                        .is_some_and(|s| kube::core::SelectorExt::matches(s, labels));
-                if own || selected {
-                    govern.push(b);
-                }
-            }
-            for b in &govern {
-                *governed.entry(b.key.as_str()).or_default() += 1;
-            }
-            pools.insert(ns, Pool::new(govern));
-        }
-
-        // Only required entries need to know which CronJobs exist.
-        let any_required = ordered.iter().any(|b| b.entries.iter().any(|e| e.required));
-
-        let mut findings: Vec<DesiredFinding> = Vec::new();
-        let mut matched_per_baseline: HashMap<&str, usize> = HashMap::default();
-        let mut present: HashSet<(&str, &str)> = HashSet::default();
-        let no_pool = Pool::new(Vec::new());
+        let ordered = order(baselines);
+        let mut by_ns: HashMap<&str, Vec<&CronJobView>> = HashMap::default();
         for cj in cronjobs {
-            if any_required {
-                present.insert((cj.namespace.as_str(), cj.name.as_str()));
-            }
-            let pool = pools.get(cj.namespace.as_str()).unwrap_or(&no_pool);
+            by_ns.entry(cj.namespace.as_str()).or_default().push(cj);
+        }
+        let mut namespaces: BTreeSet<&str> = namespace_labels.keys().map(String::as_str).collect();
+        namespaces.extend(by_ns.keys().copied());
+        namespaces.extend(ordered.iter().map(|b| b.namespace.as_str()));
+        let results: Vec<NamespaceResult> = namespaces
+            .iter()
+            .map(|ns| {
+                let labels = namespace_labels.get(*ns).unwrap_or(&empty);
+                let cjs = by_ns.get(ns).map(Vec::as_slice).unwrap_or_default();
+                self.evaluate_namespace(ns, labels, cjs, &ordered)
+            })
+            .collect();
+        let baselines = aggregate(&ordered, results.iter());
+        let mut findings: Vec<DesiredFinding> =
+            results.into_iter().flat_map(|r| r.findings).collect();
+        findings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Evaluation {
+            findings,
+            baselines,
+        }
+    }
+
+    /// Evaluate one namespace: the unit the controller re-evaluates when a
+    /// CronJob, the namespace's labels or a baseline governing it change.
+    /// `baselines` must be in [`order`].
+    pub fn evaluate_namespace(
+        &self,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+        cronjobs: &[&CronJobView],
+        baselines: &[&CompiledBaseline],
+    ) -> NamespaceResult {
+        let pool = Pool::new(governing(ns, labels, baselines));
+        let mut findings: Vec<DesiredFinding> = Vec::new();
+        let mut matched: BTreeMap<String, usize> = BTreeMap::new();
+        for cj in cronjobs {
             let entry = pool.best_match(cj);
             if let Some(e) = entry {
-                *matched_per_baseline.entry(e.baseline.as_str()).or_default() += 1;
+                match matched.get_mut(e.baseline.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        matched.insert(e.baseline.clone(), 1);
+                    }
+                }
             }
-            if let Some(f) = self.evaluate_cronjob(cj, pool, entry) {
+            if let Some(f) = self.evaluate_cronjob(cj, &pool, entry) {
                 findings.push(f);
             }
         }
 
         // Required entries with no live CronJob (SPEC 3.1 ApprovedCronJobMissing).
-        let mut missing: BTreeMap<(String, String), DesiredFinding> = BTreeMap::new();
-        for ns in &namespaces {
-            let Some(pool) = pools.get(ns) else { continue };
-            for b in &pool.baselines {
-                for e in &b.entries {
-                    let EntryMatcher::Name(n) = &e.matcher else {
-                        continue;
-                    };
-                    if !e.required || present.contains(&(*ns, n.as_str())) {
-                        continue;
-                    }
-                    // Only the entry that would win the match speaks.
-                    if !pool
-                        .by_name
-                        .get(n.as_str())
-                        .is_some_and(|w| std::ptr::eq(*w, e))
-                    {
-                        continue;
-                    }
-                    let mut finder = Finder::new(Some(e), &self.settings);
-                    finder.push(
-                        Rule::ApprovedCronJobMissing,
-                        None,
-                        format!(
-                            "required CronJob {ns}/{n} approved by baseline {} does not exist",
-                            e.baseline
-                        ),
-                        "metadata.name".into(),
-                        n.clone(),
-                        "<missing>",
-                    );
-                    let violations = finder.finish();
-                    if violations.is_empty() {
-                        continue;
-                    }
-                    missing
-                        .entry((ns.to_string(), n.clone()))
-                        .or_insert_with(|| DesiredFinding {
-                            namespace: ns.to_string(),
-                            name: n.clone(),
-                            subject: Subject {
-                                api_version: "batch/v1".into(),
-                                kind: "CronJob".into(),
-                                namespace: ns.to_string(),
-                                name: n.clone(),
-                                uid: None,
-                            },
-                            severity: max_severity(&violations),
-                            violations,
-                            observed: None,
-                            baselines: vec![e.baseline.clone()],
-                            owner: e.owner.clone(),
-                            suspend_by: None,
-                        });
+        let mut missing: BTreeMap<String, DesiredFinding> = BTreeMap::new();
+        for b in &pool.baselines {
+            for e in &b.entries {
+                let EntryMatcher::Name(n) = &e.matcher else {
+                    continue;
+                };
+                if !e.required || cronjobs.iter().any(|c| &c.name == n) {
+                    continue;
                 }
+                // Only the entry that would win the match speaks.
+                if !pool
+                    .by_name
+                    .get(n.as_str())
+                    .is_some_and(|w| std::ptr::eq(*w, e))
+                {
+                    continue;
+                }
+                let mut finder = Finder::new(Some(e), &self.settings);
+                finder.push(
+                    Rule::ApprovedCronJobMissing,
+                    None,
+                    format!(
+                        "required CronJob {ns}/{n} approved by baseline {} does not exist",
+                        e.baseline
+                    ),
+                    "metadata.name".into(),
+                    n.clone(),
+                    "<missing>",
+                );
+                let violations = finder.finish();
+                if violations.is_empty() || missing.contains_key(n) {
+                    continue;
+                }
+                missing.insert(
+                    n.clone(),
+                    DesiredFinding {
+                        namespace: ns.to_owned(),
+                        name: n.clone(),
+                        subject: Subject {
+                            api_version: "batch/v1".into(),
+                            kind: "CronJob".into(),
+                            namespace: ns.to_owned(),
+                            name: n.clone(),
+                            uid: None,
+                        },
+                        severity: max_severity(&violations),
+                        violations,
+                        observed: None,
+                        baselines: vec![e.baseline.clone()],
+                        owner: e.owner.clone(),
+                        suspend_by: None,
+                    },
+                );
             }
         }
         findings.extend(missing.into_values());
-        findings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-
-        let mut open_per_baseline: HashMap<&str, usize> = HashMap::default();
-        for f in &findings {
-            for b in &f.baselines {
-                *open_per_baseline.entry(b.as_str()).or_default() += 1;
-            }
-        }
-        let reports = ordered
-            .iter()
-            .map(|b| BaselineReport {
-                namespace: b.namespace.clone(),
-                name: b.name.clone(),
-                generation: b.generation,
-                entries: b.declared_entries,
-                governed_namespaces: governed.get(b.key.as_str()).copied().unwrap_or(0),
-                matched_cronjobs: matched_per_baseline
-                    .get(b.key.as_str())
-                    .copied()
-                    .unwrap_or(0),
-                open_findings: open_per_baseline.get(b.key.as_str()).copied().unwrap_or(0),
-                problems: b.problems.clone(),
-            })
-            .collect();
-        Evaluation {
+        findings.sort_by(|a, b| a.name.cmp(&b.name));
+        NamespaceResult {
+            namespace: ns.to_owned(),
+            governing: pool.baselines.iter().map(|b| b.key.clone()).collect(),
+            matched,
             findings,
-            baselines: reports,
         }
     }
 

@@ -537,12 +537,17 @@ pub fn spec_managers(entries: &[ManagedFieldsEntry]) -> Vec<ManagerRef> {
         if e.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
             continue;
         }
-        let owns_spec = e
-            .fields_v1
-            .as_ref()
-            .and_then(|f| f.0.get("f:spec"))
-            .is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty()));
+        let spec = e.fields_v1.as_ref().and_then(|f| f.0.get("f:spec"));
+        let owns_spec = spec.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty()));
         if !owns_spec {
+            continue;
+        }
+        // cronwarden's own enforcement patch (spec.suspend only) is not a
+        // deployment path; any other field under that name still counts.
+        let only_suspend = spec
+            .and_then(|s| s.as_object())
+            .is_some_and(|o| o.keys().all(|k| k == "f:suspend"));
+        if e.manager.as_deref() == Some(crate::api::FIELD_MANAGER) && only_suspend {
             continue;
         }
         let manager = e.manager.clone().unwrap_or_default();

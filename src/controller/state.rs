@@ -1,0 +1,270 @@
+//! The in-memory index fed by watch events (linkerd's pattern: `apply`,
+//! `delete`, `reset` on relist), and which namespaces need re-evaluation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+
+use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult};
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Which watch a sync flag belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    CronJobs = 0,
+    Namespaces = 1,
+    Baselines = 2,
+    Findings = 3,
+}
+
+#[derive(Default)]
+pub struct State {
+    /// namespace → name → stripped CronJob.
+    pub cronjobs: BTreeMap<String, BTreeMap<String, CronJobView>>,
+    pub namespaces: BTreeMap<String, Labels>,
+    /// `namespace/name` → (object, compiled form, kept until the spec changes).
+    pub baselines: BTreeMap<String, (CronJobBaseline, CompiledBaseline)>,
+    /// namespace → name → finding.
+    pub findings: BTreeMap<String, BTreeMap<String, CronJobFinding>>,
+    /// Last engine verdict per namespace (baseline counts, metrics).
+    pub results: BTreeMap<String, NamespaceResult>,
+    pub dirty: BTreeSet<String>,
+    pub all_dirty: bool,
+    pub baselines_dirty: bool,
+    synced: [bool; 4],
+}
+
+fn key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+impl State {
+    pub fn synced(&self) -> bool {
+        self.synced.iter().all(|s| *s)
+    }
+
+    pub fn set_synced(&mut self, kind: Kind) {
+        self.synced[kind as usize] = true;
+        self.all_dirty = true;
+        self.baselines_dirty = true;
+    }
+
+    pub fn mark(&mut self, ns: &str) {
+        if !self.dirty.contains(ns) {
+            self.dirty.insert(ns.to_owned());
+        }
+    }
+
+    pub fn cronjob_count(&self) -> usize {
+        self.cronjobs.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn cronjob(&self, ns: &str, name: &str) -> Option<&CronJobView> {
+        self.cronjobs.get(ns).and_then(|m| m.get(name))
+    }
+
+    // ------------------------------------------------------------ CronJobs
+
+    pub fn apply_cronjob(&mut self, cj: CronJob) {
+        let view = CronJobView::from(cj);
+        let ns = view.namespace.clone();
+        let slot = self.cronjobs.entry(ns.clone()).or_default();
+        if slot.get(&view.name) == Some(&view) {
+            return;
+        }
+        slot.insert(view.name.clone(), view);
+        self.mark(&ns);
+    }
+
+    pub fn delete_cronjob(&mut self, cj: &CronJob) {
+        let ns = cj.namespace().unwrap_or_default();
+        if let Some(m) = self.cronjobs.get_mut(&ns) {
+            m.remove(&cj.name_any());
+        }
+        self.mark(&ns);
+    }
+
+    pub fn reset_cronjobs(&mut self, all: Vec<CronJob>) {
+        self.cronjobs.clear();
+        for cj in all {
+            let v = CronJobView::from(cj);
+            self.cronjobs
+                .entry(v.namespace.clone())
+                .or_default()
+                .insert(v.name.clone(), v);
+        }
+        self.all_dirty = true;
+    }
+
+    // ------------------------------------------------------------ Namespaces
+
+    pub fn apply_namespace(&mut self, ns: &Namespace) {
+        let name = ns.name_any();
+        let labels = ns.labels().clone();
+        if self.namespaces.get(&name) != Some(&labels) {
+            self.namespaces.insert(name.clone(), labels);
+            self.mark(&name);
+        }
+    }
+
+    pub fn delete_namespace(&mut self, ns: &Namespace) {
+        let name = ns.name_any();
+        self.namespaces.remove(&name);
+        self.mark(&name);
+    }
+
+    pub fn reset_namespaces(&mut self, all: Vec<Namespace>) {
+        self.namespaces = all
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        self.all_dirty = true;
+    }
+
+    // ------------------------------------------------------------ Baselines
+
+    /// Namespaces a baseline governs under the current labels.
+    fn scope_of(&self, c: &CompiledBaseline) -> Vec<String> {
+        let mut out = vec![c.namespace.clone()];
+        if let Some(sel) = &c.namespace_selector {
+            out.extend(
+                self.namespaces
+                    .iter()
+                    .filter(|(_, l)| kube::core::SelectorExt::matches(sel, l))
+                    .map(|(n, _)| n.clone()),
+            );
+        }
+        out
+    }
+
+    /// A baseline change re-evaluates the namespaces it governed before and
+    /// governs now, nothing else (SPEC 5).
+    pub fn apply_baseline(&mut self, engine: &Engine, b: CronJobBaseline) {
+        let k = key(&b.namespace().unwrap_or_default(), &b.name_any());
+        let unchanged = self.baselines.get(&k).is_some_and(|(old, _)| {
+            old.spec == b.spec && old.metadata.generation == b.metadata.generation
+        });
+        if unchanged {
+            // Status-only update (often our own write): keep the object fresh.
+            if let Some(slot) = self.baselines.get_mut(&k) {
+                slot.0 = b;
+            }
+            return;
+        }
+        let mut scope = self
+            .baselines
+            .get(&k)
+            .map(|(_, c)| self.scope_of(c))
+            .unwrap_or_default();
+        let compiled = engine.compile(&b);
+        scope.extend(self.scope_of(&compiled));
+        self.baselines.insert(k, (b, compiled));
+        for ns in scope {
+            self.mark(&ns);
+        }
+        self.baselines_dirty = true;
+    }
+
+    pub fn delete_baseline(&mut self, b: &CronJobBaseline) {
+        let k = key(&b.namespace().unwrap_or_default(), &b.name_any());
+        if let Some((_, c)) = self.baselines.remove(&k) {
+            for ns in self.scope_of(&c) {
+                self.mark(&ns);
+            }
+        }
+        self.baselines_dirty = true;
+    }
+
+    pub fn reset_baselines(&mut self, engine: &Engine, all: Vec<CronJobBaseline>) {
+        self.baselines = all
+            .into_iter()
+            .map(|b| {
+                let c = engine.compile(&b);
+                (
+                    key(&b.namespace().unwrap_or_default(), &b.name_any()),
+                    (b, c),
+                )
+            })
+            .collect();
+        self.all_dirty = true;
+        self.baselines_dirty = true;
+    }
+
+    // ------------------------------------------------------------ Findings
+
+    /// Newer wins: a watch event older than what a write returned is
+    /// ignored, so a lagging watch never makes us re-emit Events.
+    pub fn apply_finding(&mut self, f: CronJobFinding) {
+        let ns = f.namespace().unwrap_or_default();
+        let slot = self.findings.entry(ns.clone()).or_default();
+        if let Some(old) = slot.get(&f.name_any()) {
+            if is_older(&f, old) {
+                return;
+            }
+        }
+        slot.insert(f.name_any(), f);
+        self.mark(&ns);
+    }
+
+    pub fn delete_finding(&mut self, f: &CronJobFinding) {
+        let ns = f.namespace().unwrap_or_default();
+        if let Some(m) = self.findings.get_mut(&ns) {
+            if m.get(&f.name_any())
+                .is_some_and(|cur| cur.metadata.uid == f.metadata.uid)
+            {
+                m.remove(&f.name_any());
+            }
+        }
+        self.mark(&ns);
+    }
+
+    pub fn reset_findings(&mut self, all: Vec<CronJobFinding>) {
+        self.findings.clear();
+        for f in all {
+            self.findings
+                .entry(f.namespace().unwrap_or_default())
+                .or_default()
+                .insert(f.name_any(), f);
+        }
+        self.all_dirty = true;
+    }
+
+    /// Take the namespaces to re-evaluate now.
+    pub fn take_dirty(&mut self) -> Vec<String> {
+        if std::mem::take(&mut self.all_dirty) {
+            self.dirty.clear();
+            let mut all: BTreeSet<String> = self.namespaces.keys().cloned().collect();
+            all.extend(self.cronjobs.keys().cloned());
+            all.extend(self.findings.keys().cloned());
+            all.extend(self.baselines.values().map(|(_, c)| c.namespace.clone()));
+            all.extend(self.results.keys().cloned());
+            return all.into_iter().collect();
+        }
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+}
+
+/// resourceVersions are opaque, but etcd-backed servers issue increasing
+/// integers; when both parse, an older one is stale.
+fn is_older(new: &CronJobFinding, old: &CronJobFinding) -> bool {
+    if new.metadata.uid != old.metadata.uid {
+        return false;
+    }
+    match (
+        new.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok()),
+        old.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (Some(n), Some(o)) => n < o,
+        _ => false,
+    }
+}

@@ -1,0 +1,200 @@
+//! Metrics (Prometheus text format), health endpoints and structured logs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub namespace: String,
+    pub rule: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// finding, finding_status, baseline_status, delete, suspend, event
+    pub kind: String,
+    /// applied | skipped | failed
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub error: String,
+}
+
+/// Every metric cronwarden exports (SPEC 5).
+pub struct Metrics {
+    pub registry: Registry,
+    pub open_findings: Family<FindingLabels, Gauge>,
+    pub cronjobs: Gauge,
+    pub baselines: Family<StateLabel, Gauge>,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
+    pub events: Family<ReasonLabel, Counter>,
+    pub writes: Family<WriteLabels, Counter>,
+    pub leader: Gauge,
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cronwarden");
+        let open_findings = Family::<FindingLabels, Gauge>::default();
+        registry.register(
+            "open_findings",
+            "Open violations by namespace, rule and severity",
+            open_findings.clone(),
+        );
+        let cronjobs = Gauge::default();
+        registry.register(
+            "cronjobs_observed",
+            "CronJobs in the watch index",
+            cronjobs.clone(),
+        );
+        let baselines = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "baselines",
+            "CronJobBaselines by state (accepted, rejected)",
+            baselines.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to evaluate and publish one reconcile round",
+            reconcile_duration.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed API writes by error kind",
+            reconcile_errors.clone(),
+        );
+        let events = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "events_emitted",
+            "Kubernetes Events published, by reason",
+            events.clone(),
+        );
+        let writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "writes",
+            "API writes by kind and result (skipped = compared equal, nothing sent)",
+            writes.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            open_findings,
+            cronjobs,
+            baselines,
+            reconcile_duration,
+            reconcile_errors,
+            events,
+            writes,
+            leader,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn write(&self, kind: &str, result: &str) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first full list of every watch",
+        )
+    }
+}
+
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(metrics)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the level (default info).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
