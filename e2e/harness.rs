@@ -1,0 +1,356 @@
+//! Finds or starts a control plane the envtest way, installs the CRDs and
+//! RBAC, and runs `cronwarden run` as a ServiceAccount-token client, so a
+//! missing permission fails the suite. Everything started is stopped on
+//! drop, also when a scenario panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.into(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait (graceful: the controller releases its Lease).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL: a crash, nothing released.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("cert bypassed"))
+            .collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub admin_kubeconfig: PathBuf,
+    pub sa_kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub client: Client,
+    // Order matters: the API server stops before etcd.
+    _apiserver: Option<Proc>,
+    _etcd: Option<Proc>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn have(dir: &Path, bin: &str) -> bool {
+    dir.join(bin).is_file()
+}
+
+pub fn kubectl_in(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(kubectl)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("kubectl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "kubectl {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(cfg).expect("client")
+}
+
+impl Cluster {
+    /// `Err(why)` when there is no API server to test against.
+    pub async fn start() -> Result<Cluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("cronwarden-e2e-")
+            .tempdir()
+            .unwrap();
+        let assets = PathBuf::from(
+            std::env::var("KUBEBUILDER_ASSETS")
+                .unwrap_or_else(|_| "/usr/local/kubebuilder/bin".into()),
+        );
+        let kubectl = if have(&assets, "kubectl") {
+            assets.join("kubectl")
+        } else {
+            PathBuf::from("kubectl")
+        };
+        if let Ok(kc) = std::env::var("E2E_KUBECONFIG") {
+            let admin = PathBuf::from(kc);
+            let client = client_for(&admin).await;
+            let mut c = Cluster {
+                dir,
+                admin_kubeconfig: admin,
+                sa_kubeconfig: PathBuf::new(),
+                kubectl,
+                client,
+                _apiserver: None,
+                _etcd: None,
+            };
+            c.install().await?;
+            return Ok(c);
+        }
+        for bin in ["kube-apiserver", "etcd", "kubectl"] {
+            if !have(&assets, bin) {
+                return Err(format!(
+                    "no {bin} in {} (set KUBEBUILDER_ASSETS) and E2E_KUBECONFIG is not set",
+                    assets.display()
+                ));
+            }
+        }
+        let d = dir.path();
+        let etcd_port = free_port();
+        let api_port = free_port();
+        let mut etcd_cmd = Command::new(assets.join("etcd"));
+        etcd_cmd.args([
+            "--data-dir",
+            d.join("etcd").to_str().unwrap(),
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{etcd_port}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{etcd_port}"),
+            "--listen-peer-urls",
+            "http://127.0.0.1:0",
+            "--unsafe-no-fsync",
+        ]);
+        let etcd = Proc::spawn("etcd", etcd_cmd, d.join("etcd.log"));
+        let key = d.join("sa.key");
+        let ok = Command::new("openssl")
+            .args(["genrsa", "-out", key.to_str().unwrap(), "2048"])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err("openssl is needed to make the service-account signing key".into());
+        }
+        let token = "e2e-admin-token";
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{token},e2e-admin,e2e-admin,\"system:masters\"\n"),
+        )
+        .unwrap();
+        let mut api_cmd = Command::new(assets.join("kube-apiserver"));
+        api_cmd.args([
+            &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            &format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            &format!("--cert-dir={}", d.join("certs").display()),
+            &format!("--service-account-key-file={}", key.display()),
+            &format!("--service-account-signing-key-file={}", key.display()),
+            "--service-account-issuer=https://kubernetes.default.svc",
+            &format!("--token-auth-file={}", d.join("tokens.csv").display()),
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+        ]);
+        let apiserver = Proc::spawn("kube-apiserver", api_cmd, d.join("kube-apiserver.log"));
+        let admin = d.join("admin.kubeconfig");
+        std::fs::write(&admin, kubeconfig(api_port, token)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if kubectl_in(&kubectl, &admin, &["get", "--raw", "/readyz"]).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "kube-apiserver did not become ready:\n{}",
+                    apiserver.tail(20)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let client = client_for(&admin).await;
+        let mut c = Cluster {
+            dir,
+            admin_kubeconfig: admin,
+            sa_kubeconfig: PathBuf::new(),
+            kubectl,
+            client,
+            _apiserver: Some(apiserver),
+            _etcd: Some(etcd),
+        };
+        c.install().await?;
+        Ok(c)
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        kubectl_in(&self.kubectl, &self.admin_kubeconfig, args)
+    }
+
+    /// CRDs, the project's RBAC, and a kubeconfig with the ServiceAccount's token.
+    async fn install(&mut self) -> Result<(), String> {
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            "crds/cronwarden.io_crds.yaml",
+        ])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/cronjobbaselines.cronwarden.io",
+            "crd/cronjobfindings.cronwarden.io",
+        ])?;
+        let _ = self.kubectl(&["create", "namespace", "cronwarden-system"]);
+        self.kubectl(&["apply", "--server-side", "-k", "config/rbac"])?;
+        let token = self.kubectl(&[
+            "create",
+            "token",
+            "cronwarden",
+            "-n",
+            "cronwarden-system",
+            "--duration=6h",
+        ])?;
+        let server = self.kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])?;
+        let sa = self.dir.path().join("sa.kubeconfig");
+        std::fs::write(&sa, kubeconfig_for(&server, token.trim())).unwrap();
+        self.sa_kubeconfig = sa;
+        Ok(())
+    }
+
+    /// Start `cronwarden run` as the ServiceAccount.
+    pub fn controller(&self, name: &str, metrics_port: u16, extra: &[&str]) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cronwarden"));
+        cmd.arg("run")
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args([
+                "--resync",
+                "2s",
+                "--lease-duration",
+                "4s",
+                "--retention",
+                "15s",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &self.sa_kubeconfig)
+            .env("POD_NAMESPACE", "cronwarden-system")
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "info,kube_client=error");
+        Proc::spawn(name, cmd, self.dir.path().join(format!("{name}.log")))
+    }
+}
+
+fn kubeconfig(port: u16, token: &str) -> String {
+    kubeconfig_for(&format!("https://127.0.0.1:{port}"), token)
+}
+
+fn kubeconfig_for(server: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: e2e\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: e2e}}\ncurrent-context: e2e\n"
+    )
+}
+
+pub fn free_metrics_port() -> u16 {
+    free_port()
+}
+
+/// GET a path from a local HTTP endpoint (the controller's metrics port).
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+}
+
+/// Sum of a metric's samples whose label text contains `filter`.
+pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        })
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
