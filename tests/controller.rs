@@ -1,0 +1,607 @@
+//! The reconciler against scripted API exchanges (the kube-rs
+//! `ApiServerVerifier` pattern with tower-test): the exact method, path
+//! (with `fieldManager`) and body of every request, and no request at all
+//! when nothing changed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use cronwarden::api::{CronJobBaseline, CronJobFinding};
+use cronwarden::cli::{Cli, Command};
+use cronwarden::controller::Controller;
+use cronwarden::controller::state::Kind;
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+/// A scripted API server: records every request; answers with the queued
+/// error codes first, then the way a real server would (the stored object
+/// with the patch applied, Events echoed).
+#[derive(Clone, Default)]
+struct Fake {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    errors: Arc<Mutex<VecDeque<u16>>>,
+    objects: Arc<Mutex<BTreeMap<String, Value>>>,
+}
+
+impl Fake {
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn fail_next(&self, codes: &[u16]) {
+        self.errors.lock().unwrap().extend(codes.iter().copied());
+    }
+
+    fn store(&self, path: &str, obj: Value) {
+        self.objects.lock().unwrap().insert(path.to_owned(), obj);
+    }
+
+    fn answer(&self, seen: &Seen) -> (u16, Value) {
+        if let Some(code) = self.errors.lock().unwrap().pop_front() {
+            let reason = match code {
+                409 => "Conflict",
+                429 => "TooManyRequests",
+                _ => "InternalError",
+            };
+            return (
+                code,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code}),
+            );
+        }
+        if seen.path.contains("/events") {
+            return (201, seen.body.clone());
+        }
+        let base = seen
+            .path
+            .split('?')
+            .next()
+            .unwrap()
+            .trim_end_matches("/status")
+            .to_owned();
+        let mut objects = self.objects.lock().unwrap();
+        if seen.method == "DELETE" {
+            objects.remove(&base);
+            return (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+        }
+        let mut obj = objects
+            .get(&base)
+            .cloned()
+            .unwrap_or_else(|| json!({"metadata": {}}));
+        merge(&mut obj, &seen.body);
+        let n = objects.len() + 1;
+        let meta = obj["metadata"].as_object_mut().unwrap();
+        meta.entry("uid").or_insert(json!(format!("uid-{n}")));
+        meta.entry("generation").or_insert(json!(1));
+        meta.insert(
+            "resourceVersion".into(),
+            json!(format!("{}", 100 + self.seen.lock().unwrap().len())),
+        );
+        objects.insert(base, obj.clone());
+        (200, obj)
+    }
+
+    fn serve(self, mut handle: ApiHandle) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let path = req.uri().to_string();
+                let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let seen = Seen { method, path, body };
+                let (code, answer) = self.answer(&seen);
+                self.seen.lock().unwrap().push(seen);
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                        .unwrap(),
+                );
+            }
+        })
+    }
+}
+
+/// JSON merge (RFC 7386), enough for apply and merge-patch bodies.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn controller(extra: &[&str]) -> (Controller, Fake, tokio::task::JoinHandle<()>) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let mut argv = vec!["cronwarden", "run"];
+    argv.extend_from_slice(extra);
+    let Command::Run(args) = Cli::parse_from(argv).command else {
+        unreachable!()
+    };
+    let mut ctl = Controller::new(client, *args, Default::default(), "test-0".into()).unwrap();
+    ctl.publisher.backoff = Duration::from_millis(1);
+    let fake = Fake::default();
+    let task = fake.clone().serve(handle);
+    (ctl, fake, task)
+}
+
+fn cronjob(ns: &str, name: &str) -> CronJob {
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1},
+        "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure",
+            "containers": [{"name": "main", "image": "registry.example.com/team/app:1.0"}]}}}}}
+    }))
+    .unwrap()
+}
+
+fn baseline(ns: &str, name: &str, spec: Value) -> CronJobBaseline {
+    serde_json::from_value(json!({
+        "apiVersion": "cronwarden.io/v1alpha1", "kind": "CronJobBaseline",
+        "metadata": {"name": name, "namespace": ns, "uid": "uid-baseline", "generation": 1},
+        "spec": spec
+    }))
+    .unwrap()
+}
+
+const FINDINGS: &str = "/apis/cronwarden.io/v1alpha1/namespaces/apps/cronjobfindings";
+const BASELINES: &str = "/apis/cronwarden.io/v1alpha1/namespaces/apps/cronjobbaselines";
+
+/// Seed the index as if every watch had delivered its first list, and the
+/// fake server with the same objects.
+fn seed(
+    ctl: &Controller,
+    fake: &Fake,
+    cronjobs: Vec<CronJob>,
+    baselines: Vec<CronJobBaseline>,
+    findings: Vec<CronJobFinding>,
+) {
+    for c in &cronjobs {
+        let name = c.metadata.name.clone().unwrap();
+        fake.store(
+            &format!("/apis/batch/v1/namespaces/apps/cronjobs/{name}"),
+            serde_json::to_value(c).unwrap(),
+        );
+    }
+    for b in &baselines {
+        let name = b.metadata.name.clone().unwrap();
+        fake.store(
+            &format!("{BASELINES}/{name}"),
+            serde_json::to_value(b).unwrap(),
+        );
+    }
+    for f in &findings {
+        let name = f.metadata.name.clone().unwrap();
+        fake.store(
+            &format!("{FINDINGS}/{name}"),
+            serde_json::to_value(f).unwrap(),
+        );
+    }
+    let mut st = ctl.state.lock().unwrap();
+    st.reset_cronjobs(cronjobs);
+    st.reset_baselines(&ctl.engine, baselines);
+    st.reset_findings(findings);
+    st.reset_namespaces(Vec::new());
+    for k in [
+        Kind::CronJobs,
+        Kind::Namespaces,
+        Kind::Baselines,
+        Kind::Findings,
+    ] {
+        st.set_synced(k);
+    }
+}
+
+async fn round(ctl: &Controller) -> usize {
+    tokio::time::timeout(Duration::from_secs(10), ctl.round())
+        .await
+        .expect("round finished")
+}
+
+#[tokio::test]
+async fn new_finding_is_applied_with_status_and_one_event_per_rule() {
+    let (ctl, fake, _srv) = controller(&[]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![baseline(
+            "apps",
+            "team",
+            json!({"approved": [{"name": "other"}]}),
+        )],
+        vec![],
+    );
+    assert_eq!(round(&ctl).await, 0, "no failed writes");
+    let r = fake.requests();
+    assert_eq!(
+        r.len(),
+        4,
+        "{:#?}",
+        r.iter().map(|s| (&s.method, &s.path)).collect::<Vec<_>>()
+    );
+
+    let apply = &r[0];
+    assert_eq!(apply.method, "PATCH");
+    assert_eq!(
+        apply.path,
+        format!("{FINDINGS}/rogue?&force=true&fieldManager=cronwarden")
+    );
+    assert_eq!(
+        apply.body["metadata"]["labels"]["cronwarden.io/severity"],
+        "high"
+    );
+    assert_eq!(
+        apply.body["metadata"]["labels"]["cronwarden.io/state"],
+        "Open"
+    );
+    assert_eq!(apply.body["spec"]["subject"]["uid"], "uid-rogue");
+    assert!(
+        apply.body.get("status").is_none(),
+        "status goes through the subresource"
+    );
+    assert!(apply.body["metadata"].get("ownerReferences").is_none());
+
+    let status = &r[1];
+    assert_eq!(status.method, "PATCH");
+    assert_eq!(
+        status.path,
+        format!("{FINDINGS}/rogue/status?&force=true&fieldManager=cronwarden")
+    );
+    let s = &status.body["status"];
+    assert_eq!(s["state"], "Open");
+    assert_eq!(s["rules"], "NotInBaseline");
+    assert_eq!(s["violations"][0]["rule"], "NotInBaseline");
+    assert_eq!(s["conditions"][0]["type"], "Active");
+    assert_eq!(s["conditions"][0]["status"], "True");
+    assert_eq!(s["conditions"][1]["type"], "Acknowledged");
+    assert_eq!(s["mitre"]["technique"], "T1053.007");
+
+    let event = &r[2];
+    assert_eq!(event.method, "POST");
+    assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/apps/events?");
+    assert_eq!(event.body["reason"], "NotInBaseline");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["action"], "Detected");
+    assert_eq!(
+        event.body["reportingController"],
+        "cronwarden.io/controller"
+    );
+    assert_eq!(event.body["regarding"]["kind"], "CronJob");
+    assert_eq!(event.body["regarding"]["uid"], "uid-rogue");
+    assert_eq!(event.body["related"]["kind"], "CronJobFinding");
+    assert!(
+        event.body["related"]["uid"].is_string(),
+        "related carries the new finding's uid"
+    );
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("[high] CronJob apps/rogue is not in any baseline")
+    );
+
+    let b = &r[3];
+    assert_eq!(
+        b.path,
+        format!("{BASELINES}/team/status?&force=true&fieldManager=cronwarden")
+    );
+    assert_eq!(b.body["status"]["openFindings"], 1);
+    assert_eq!(b.body["status"]["entries"], 1);
+    assert_eq!(b.body["status"]["conditions"][0]["status"], "True");
+
+    // What was written went into the index: the next round sends nothing.
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(fake.requests().len(), 4, "a second round wrote");
+}
+
+#[tokio::test]
+async fn unchanged_state_sends_no_request_at_all() {
+    // A first controller writes; a restarted one that lists exactly what the
+    // server then holds must not send a single request.
+    let (ctl, fake, _srv) = controller(&[]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![baseline(
+            "apps",
+            "team",
+            json!({"approved": [{"name": "other"}]}),
+        )],
+        vec![],
+    );
+    round(&ctl).await;
+    let objects = fake.objects.lock().unwrap().clone();
+    let finding: CronJobFinding =
+        serde_json::from_value(objects[&format!("{FINDINGS}/rogue")].clone()).unwrap();
+    let base: CronJobBaseline =
+        serde_json::from_value(objects[&format!("{BASELINES}/team")].clone()).unwrap();
+
+    let (fresh, fake2, _srv2) = controller(&[]);
+    seed(
+        &fresh,
+        &fake2,
+        vec![cronjob("apps", "rogue")],
+        vec![base],
+        vec![finding],
+    );
+    assert_eq!(round(&fresh).await, 0);
+    assert!(
+        fake2.requests().is_empty(),
+        "unchanged state made requests: {:?}",
+        fake2.requests().iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    let m = fresh.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_writes_total{kind="finding",result="skipped"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"cronwarden_writes_total{kind="baseline_status",result="skipped"} 1"#),
+        "{m}"
+    );
+}
+
+fn open_finding(name: &str, rule: &str) -> CronJobFinding {
+    serde_json::from_value(json!({
+        "apiVersion": "cronwarden.io/v1alpha1", "kind": "CronJobFinding",
+        "metadata": {"name": name, "namespace": "apps", "uid": "uid-finding", "generation": 1, "resourceVersion": "5",
+                     "labels": {"cronwarden.io/severity": "high", "cronwarden.io/state": "Open"}},
+        "spec": {"subject": {"apiVersion": "batch/v1", "kind": "CronJob", "namespace": "apps", "name": name, "uid": format!("uid-{name}")}},
+        "status": {"state": "Open", "severity": "high", "rules": rule, "baselines": ["apps/team"],
+                   "violations": [{"rule": rule, "severity": "high", "message": "m", "field": "metadata.name"}],
+                   "firstSeen": "2026-11-20T00:00:00Z", "lastSeen": "2026-11-20T00:00:00Z"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn resolution_when_the_cronjob_is_deleted() {
+    let (ctl, fake, _srv) = controller(&[]);
+    seed(
+        &ctl,
+        &fake,
+        vec![],
+        vec![],
+        vec![open_finding("gone", "NotInBaseline")],
+    );
+    assert_eq!(round(&ctl).await, 0);
+    let r = fake.requests();
+    assert_eq!(r.len(), 3);
+    assert_eq!(
+        r[0].path,
+        format!("{FINDINGS}/gone?&force=true&fieldManager=cronwarden")
+    );
+    assert_eq!(
+        r[0].body["metadata"]["labels"]["cronwarden.io/state"],
+        "Resolved"
+    );
+    assert_eq!(
+        r[1].path,
+        format!("{FINDINGS}/gone/status?&force=true&fieldManager=cronwarden")
+    );
+    let s = &r[1].body["status"];
+    assert_eq!(s["state"], "Resolved");
+    assert_eq!(s["conditions"][0]["type"], "Active");
+    assert_eq!(s["conditions"][0]["status"], "False");
+    assert_eq!(s["conditions"][0]["reason"], "CronJobDeleted");
+    assert!(s["resolvedAt"].is_string());
+    assert_eq!(s["violations"][0]["rule"], "NotInBaseline", "evidence kept");
+    assert_eq!(s["firstSeen"], "2026-11-20T00:00:00Z");
+    assert_eq!(r[2].method, "POST");
+    assert_eq!(r[2].body["reason"], "FindingResolved");
+    assert_eq!(r[2].body["type"], "Normal");
+    // Resolved and within retention: nothing more.
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(fake.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn resolved_findings_are_deleted_after_retention() {
+    let (ctl, fake, _srv) = controller(&["--retention", "1h"]);
+    let mut old = open_finding("old", "NotInBaseline");
+    let s = old.status.as_mut().unwrap();
+    s.state = cronwarden::api::FindingState::Resolved;
+    s.resolved_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+    ));
+    seed(&ctl, &fake, vec![], vec![], vec![old]);
+    assert_eq!(round(&ctl).await, 0);
+    let r = fake.requests();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].method.as_str(), r[0].path.as_str()),
+        ("DELETE", &*format!("{FINDINGS}/old?"))
+    );
+}
+
+#[tokio::test]
+async fn rejected_baseline_gets_accepted_false_and_an_event() {
+    let (ctl, fake, _srv) = controller(&[]);
+    let bad = baseline(
+        "apps",
+        "broken",
+        json!({"approved": [{"name": "ok"}, {"name": "bad", "schedules": ["61 * * * *"]}]}),
+    );
+    seed(&ctl, &fake, vec![], vec![bad], vec![]);
+    assert_eq!(round(&ctl).await, 0);
+    let r = fake.requests();
+    assert_eq!(
+        r.len(),
+        2,
+        "{:?}",
+        r.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        r[0].path,
+        format!("{BASELINES}/broken/status?&force=true&fieldManager=cronwarden")
+    );
+    let cond = &r[0].body["status"]["conditions"][0];
+    assert_eq!(cond["type"], "Accepted");
+    assert_eq!(cond["status"], "False");
+    assert_eq!(cond["reason"], "InvalidSchedule");
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap()
+            .contains("approved[1] (name bad)")
+    );
+    assert_eq!(r[0].body["status"]["observedGeneration"], 1);
+    assert_eq!(r[1].body["reason"], "BaselineRejected");
+    assert_eq!(r[1].body["regarding"]["kind"], "CronJobBaseline");
+    // Still rejected, same message: no second Event.
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn conflict_and_throttling_are_retried() {
+    let (ctl, fake, _srv) = controller(&[]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![baseline(
+            "apps",
+            "team",
+            json!({"approved": [{"name": "other"}]}),
+        )],
+        vec![],
+    );
+    fake.fail_next(&[409, 429]);
+    assert_eq!(round(&ctl).await, 0, "retried writes succeed");
+    let r = fake.requests();
+    let applies: Vec<&Seen> = r
+        .iter()
+        .filter(|s| s.path == format!("{FINDINGS}/rogue?&force=true&fieldManager=cronwarden"))
+        .collect();
+    assert_eq!(applies.len(), 3, "409 and 429 retried");
+    assert_eq!(
+        applies[0].body, applies[2].body,
+        "the same apply is sent again"
+    );
+    let m = ctl.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_reconcile_errors_total{error="409"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"cronwarden_reconcile_errors_total{error="429"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_that_keeps_failing_is_reported_and_retried_next_round() {
+    let (mut ctl, fake, _srv) = controller(&[]);
+    ctl.publisher.attempts = 2;
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![baseline(
+            "apps",
+            "team",
+            json!({"approved": [{"name": "other"}]}),
+        )],
+        vec![],
+    );
+    fake.fail_next(&[500, 503]);
+    assert_eq!(round(&ctl).await, 1, "one failed action");
+    assert!(
+        ctl.state.lock().unwrap().dirty.contains("apps"),
+        "its namespace is evaluated again"
+    );
+    assert_eq!(round(&ctl).await, 0, "the next round succeeds");
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|s| s.path.ends_with("/events?") && s.body["reason"] == "NotInBaseline")
+    );
+}
+
+#[tokio::test]
+async fn enforcement_suspends_only_when_allowed() {
+    let strict = || {
+        baseline(
+            "apps",
+            "strict",
+            json!({"enforcement": "Suspend", "approved": [{"name": "other"}]}),
+        )
+    };
+    let (ctl, fake, _srv) = controller(&[]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![strict()],
+        vec![],
+    );
+    round(&ctl).await;
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|s| !s.path.starts_with("/apis/batch/")),
+        "patched without --allow-enforcement"
+    );
+
+    let (ctl, fake, _srv) = controller(&["--allow-enforcement"]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![strict()],
+        vec![],
+    );
+    assert_eq!(round(&ctl).await, 0);
+    let r = fake.requests();
+    let patch = r
+        .iter()
+        .find(|s| {
+            s.path
+                .starts_with("/apis/batch/v1/namespaces/apps/cronjobs/rogue?")
+        })
+        .expect("CronJob patched");
+    assert_eq!(patch.method, "PATCH");
+    assert!(patch.path.contains("fieldManager=cronwarden"));
+    assert_eq!(patch.body["spec"]["suspend"], true);
+    assert_eq!(
+        patch.body["metadata"]["annotations"]["cronwarden.io/suspended-by"],
+        "apps/strict"
+    );
+    let ev = r
+        .iter()
+        .find(|s| s.body["reason"] == "CronJobSuspended")
+        .expect("CronJobSuspended Event");
+    assert_eq!(ev.body["type"], "Warning");
+    assert!(r.iter().all(|s| s.method != "DELETE"), "never deletes");
+}

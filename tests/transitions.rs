@@ -1,0 +1,453 @@
+//! Desired versus existing, as a pure function: every transition of a
+//! finding's lifecycle (SPEC 2.2, 4, 5).
+
+mod common;
+
+use common::*;
+use cronwarden::api::{CronJobFinding, FindingState, Rule};
+use cronwarden::controller::reconcile::{FindingAction, FindingChange, plan_finding};
+use cronwarden::engine::{CronJobView, DesiredFinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
+use std::time::Duration;
+
+const WEEK: Duration = Duration::from_secs(7 * 86400);
+
+fn t(s: &str) -> Time {
+    Time(s.parse().unwrap())
+}
+
+fn desired(objects: &[serde_json::Value], name: &str) -> (Option<DesiredFinding>, CronJobView) {
+    let loaded = load(objects);
+    let e = evaluate(objects);
+    let d = e.findings.into_iter().find(|f| f.name == name);
+    let cj = loaded
+        .inventory
+        .cronjobs
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap();
+    (d, cj)
+}
+
+/// Apply a change to an existing finding the way the API server would.
+fn written(existing: Option<&CronJobFinding>, c: &FindingChange) -> CronJobFinding {
+    let mut f = existing
+        .cloned()
+        .unwrap_or_else(|| CronJobFinding::new(&c.name, Default::default()));
+    f.metadata.namespace = Some(c.namespace.clone());
+    f.metadata.generation = Some(1);
+    if let Some((labels, subject)) = &c.meta {
+        f.metadata.labels = Some(labels.clone());
+        f.spec.subject = subject.clone();
+    }
+    if let Some(s) = &c.status {
+        f.status = Some(s.clone());
+    }
+    f
+}
+
+fn upsert(a: Option<FindingAction>) -> FindingChange {
+    match a {
+        Some(FindingAction::Upsert(c)) => c,
+        other => panic!("expected an upsert, got {other:?}"),
+    }
+}
+
+fn reasons(c: &FindingChange) -> Vec<String> {
+    c.events.iter().map(|e| e.reason.clone()).collect()
+}
+
+fn governed(objs: &mut Vec<serde_json::Value>) {
+    objs.push(baseline(
+        "apps",
+        "b",
+        json!([{"name": "x", "schedules": ["0 2 * * *"], "images": ["registry.example.com/*"]}]),
+    ));
+}
+
+#[test]
+fn open_then_unchanged_then_gain_then_lose_a_rule() {
+    let mut objs = vec![with(
+        cronjob("apps", "x"),
+        "/spec/schedule",
+        json!("0 3 * * *"),
+    )];
+    governed(&mut objs);
+    let (d, cj) = desired(&objs, "x");
+    let t0 = t("2026-11-22T08:00:00Z");
+    let c = upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false));
+    assert_eq!(reasons(&c), vec!["ScheduleNotApproved"]);
+    assert!(c.meta.is_some(), "a new finding is created");
+    let f1 = written(None, &c);
+    let s1 = f1.status.clone().unwrap();
+    assert_eq!(s1.first_seen, Some(t0.clone()));
+
+    // Nothing changed: no action at all, whatever the time.
+    let t1 = t("2026-11-22T09:00:00Z");
+    assert_eq!(
+        plan_finding(d.as_ref(), Some(&f1), Some(&cj), &t1, WEEK, false),
+        None
+    );
+
+    // Gains a rule: one Event, for the new rule only; firstSeen kept.
+    let mut objs2 = vec![with(
+        with(cronjob("apps", "x"), "/spec/schedule", json!("0 3 * * *")),
+        "/spec/jobTemplate/spec/template/spec/containers/0/image",
+        json!("ghcr.io/evil/x:1"),
+    )];
+    governed(&mut objs2);
+    let (d2, cj2) = desired(&objs2, "x");
+    let c2 = upsert(plan_finding(
+        d2.as_ref(),
+        Some(&f1),
+        Some(&cj2),
+        &t1,
+        WEEK,
+        false,
+    ));
+    assert_eq!(reasons(&c2), vec!["ImageNotApproved"]);
+    let f2 = written(Some(&f1), &c2);
+    let s2 = f2.status.clone().unwrap();
+    assert_eq!(s2.first_seen, Some(t0.clone()));
+    assert_eq!(s2.last_seen, Some(t1.clone()));
+    let sched = s2
+        .violations
+        .iter()
+        .find(|v| v.rule == Rule::ScheduleNotApproved)
+        .unwrap();
+    assert_eq!(
+        sched.first_seen,
+        Some(t0.clone()),
+        "an unchanged violation keeps its times"
+    );
+    assert_eq!(sched.last_seen, Some(t0.clone()));
+
+    // Loses a rule: no Event (the finding stays open), evidence updated.
+    let t2 = t("2026-11-22T10:00:00Z");
+    let c3 = upsert(plan_finding(
+        d.as_ref(),
+        Some(&f2),
+        Some(&cj),
+        &t2,
+        WEEK,
+        false,
+    ));
+    assert!(c3.events.is_empty());
+    let s3 = written(Some(&f2), &c3).status.unwrap();
+    assert_eq!(s3.rules, "ScheduleNotApproved");
+    assert_eq!(s3.last_seen, Some(t2));
+    assert_eq!(s3.first_seen, Some(t0));
+}
+
+#[test]
+fn severity_change_updates_the_label() {
+    let mut objs = vec![with(
+        cronjob("apps", "x"),
+        "/spec/schedule",
+        json!("0 3 * * *"),
+    )];
+    governed(&mut objs);
+    let (d, cj) = desired(&objs, "x");
+    let now = t("2026-11-22T08:00:00Z");
+    let f1 = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &now, WEEK, false)),
+    );
+    assert_eq!(
+        f1.metadata.labels.as_ref().unwrap()["cronwarden.io/severity"],
+        "medium"
+    );
+    let mut objs2 = vec![with(
+        with(cronjob("apps", "x"), "/spec/schedule", json!("0 3 * * *")),
+        "/spec/jobTemplate/spec/template/spec/containers/0/image",
+        json!("ghcr.io/evil/x:1"),
+    )];
+    governed(&mut objs2);
+    let (d2, cj2) = desired(&objs2, "x");
+    let c = upsert(plan_finding(
+        d2.as_ref(),
+        Some(&f1),
+        Some(&cj2),
+        &now,
+        WEEK,
+        false,
+    ));
+    let (labels, _) = c.meta.expect("label change is applied");
+    assert_eq!(labels["cronwarden.io/severity"], "high");
+}
+
+#[test]
+fn resolve_reasons() {
+    let now = t("2026-11-22T08:00:00Z");
+    let rogue = with(cronjob("apps", "x"), "/metadata/uid", json!("uid-x"));
+    let objs = vec![
+        rogue.clone(),
+        baseline("apps", "b", json!([{"name": "other"}])),
+    ];
+    let (d, cj) = desired(&objs, "x");
+    let open = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &now, WEEK, false)),
+    );
+
+    let approved = upsert(plan_finding(
+        None,
+        Some(&open),
+        Some(&cj),
+        &now,
+        WEEK,
+        false,
+    ));
+    let active = |c: &FindingChange| c.status.as_ref().unwrap().conditions[0].clone();
+    assert_eq!(active(&approved).reason, "Approved");
+    assert_eq!(reasons(&approved), vec!["FindingResolved"]);
+    assert_eq!(
+        approved.status.as_ref().unwrap().state,
+        FindingState::Resolved
+    );
+    assert_eq!(
+        approved.status.as_ref().unwrap().resolved_at,
+        Some(now.clone())
+    );
+
+    let deleted = upsert(plan_finding(None, Some(&open), None, &now, WEEK, false));
+    assert_eq!(active(&deleted).reason, "CronJobDeleted");
+
+    // Recreated under the same name: the old CronJob is gone.
+    let mut other = cj.clone();
+    other.uid = Some("another-uid".into());
+    let recreated = upsert(plan_finding(
+        None,
+        Some(&open),
+        Some(&other),
+        &now,
+        WEEK,
+        false,
+    ));
+    assert_eq!(active(&recreated).reason, "CronJobDeleted");
+
+    // A heuristic that went away: plain Resolved.
+    let hp = with(
+        cronjob("apps", "y"),
+        "/spec/jobTemplate/spec/template/spec/volumes",
+        json!([{"name": "h", "hostPath": {"path": "/"}}]),
+    );
+    let (dh, cjh) = desired(&[hp], "y");
+    let open_h = written(
+        None,
+        &upsert(plan_finding(
+            dh.as_ref(),
+            None,
+            Some(&cjh),
+            &now,
+            WEEK,
+            false,
+        )),
+    );
+    let fixed = upsert(plan_finding(
+        None,
+        Some(&open_h),
+        Some(&cjh),
+        &now,
+        WEEK,
+        false,
+    ));
+    assert_eq!(active(&fixed).reason, "Resolved");
+}
+
+#[test]
+fn reopen_after_resolution_emits_again_and_retention_deletes() {
+    let t0 = t("2026-11-22T08:00:00Z");
+    let objs = vec![
+        cronjob("apps", "x"),
+        baseline("apps", "b", json!([{"name": "other"}])),
+    ];
+    let (d, cj) = desired(&objs, "x");
+    let open = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)),
+    );
+    let resolved = written(
+        Some(&open),
+        &upsert(plan_finding(None, Some(&open), Some(&cj), &t0, WEEK, false)),
+    );
+    // Within retention: nothing.
+    assert_eq!(
+        plan_finding(
+            None,
+            Some(&resolved),
+            Some(&cj),
+            &t("2026-11-25T08:00:00Z"),
+            WEEK,
+            false
+        ),
+        None
+    );
+    // Re-opened a minute later: a fresh open, Events for every rule again.
+    let t1 = t("2026-11-22T08:01:00Z");
+    let re = upsert(plan_finding(
+        d.as_ref(),
+        Some(&resolved),
+        Some(&cj),
+        &t1,
+        WEEK,
+        false,
+    ));
+    assert_eq!(reasons(&re), vec!["NotInBaseline"]);
+    let s = re.status.unwrap();
+    assert_eq!(
+        (s.state, s.first_seen, s.resolved_at),
+        (FindingState::Open, Some(t1), None)
+    );
+    // After retention: deleted.
+    assert!(matches!(
+        plan_finding(
+            None,
+            Some(&resolved),
+            Some(&cj),
+            &t("2026-11-29T08:00:01Z"),
+            WEEK,
+            false
+        ),
+        Some(FindingAction::Delete { .. })
+    ));
+}
+
+#[test]
+fn acknowledgement_is_mirrored_until_it_expires() {
+    let t0 = t("2026-11-22T08:00:00Z");
+    let objs = vec![
+        cronjob("apps", "x"),
+        baseline("apps", "b", json!([{"name": "other"}])),
+    ];
+    let (d, cj) = desired(&objs, "x");
+    let mut f = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)),
+    );
+    f.spec.acknowledgement = Some(
+        serde_json::from_value(
+            json!({"by": "alice", "reason": "migration", "expires": "2026-12-01T00:00:00Z"}),
+        )
+        .unwrap(),
+    );
+    let ack = |c: &FindingChange| {
+        c.status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Acknowledged")
+            .cloned()
+            .unwrap()
+    };
+    let c = upsert(plan_finding(
+        d.as_ref(),
+        Some(&f),
+        Some(&cj),
+        &t0,
+        WEEK,
+        false,
+    ));
+    assert!(
+        c.events.is_empty(),
+        "acknowledging is not a transition worth an Event"
+    );
+    assert_eq!(
+        (ack(&c).status.as_str(), ack(&c).reason.as_str()),
+        ("True", "Acknowledged")
+    );
+    let f = written(Some(&f), &c);
+    assert_eq!(
+        plan_finding(
+            d.as_ref(),
+            Some(&f),
+            Some(&cj),
+            &t("2026-11-30T00:00:00Z"),
+            WEEK,
+            false
+        ),
+        None
+    );
+    let expired = upsert(plan_finding(
+        d.as_ref(),
+        Some(&f),
+        Some(&cj),
+        &t("2026-12-01T00:00:01Z"),
+        WEEK,
+        false,
+    ));
+    assert_eq!(
+        (ack(&expired).status.as_str(), ack(&expired).reason.as_str()),
+        ("False", "AcknowledgementExpired")
+    );
+}
+
+#[test]
+fn hand_edits_are_restored() {
+    let t0 = t("2026-11-22T08:00:00Z");
+    let objs = vec![
+        cronjob("apps", "x"),
+        baseline("apps", "b", json!([{"name": "other"}])),
+    ];
+    let (d, cj) = desired(&objs, "x");
+    let f = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)),
+    );
+    let mut edited = f.clone();
+    edited.status.as_mut().unwrap().rules = "nothing".into();
+    edited
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("cronwarden.io/severity".into(), "info".into());
+    let c = upsert(plan_finding(
+        d.as_ref(),
+        Some(&edited),
+        Some(&cj),
+        &t0,
+        WEEK,
+        false,
+    ));
+    assert_eq!(c.status.as_ref().unwrap().rules, "NotInBaseline");
+    assert_eq!(c.meta.as_ref().unwrap().0["cronwarden.io/severity"], "high");
+    assert!(c.events.is_empty(), "restoring is not a new detection");
+}
+
+#[test]
+fn suspension_is_planned_only_with_consent_and_once() {
+    let t0 = t("2026-11-22T08:00:00Z");
+    let b = with(
+        baseline("apps", "b", json!([{"name": "other"}])),
+        "/spec/enforcement",
+        json!("Suspend"),
+    );
+    let (d, cj) = desired(&[cronjob("apps", "x"), b], "x");
+    assert_eq!(
+        upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)).suspend,
+        None
+    );
+    assert_eq!(
+        upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, true))
+            .suspend
+            .as_deref(),
+        Some("apps/b")
+    );
+    let mut suspended = cj.clone();
+    suspended.spec.suspend = Some(true);
+    assert_eq!(
+        upsert(plan_finding(
+            d.as_ref(),
+            None,
+            Some(&suspended),
+            &t0,
+            WEEK,
+            true
+        ))
+        .suspend,
+        None
+    );
+}
