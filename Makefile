@@ -16,9 +16,8 @@ build: ## Build the release binary (target/release/cronwarden)
 scan: ## Scan the bundled samples (the main job, no cluster needed)
 	$(CARGO) run --release --locked -- scan config/samples
 
-test: ## Unit, scripted-API and CLI tests, then the e2e suite (skips itself without an API server)
+test: ## All tests: unit, scripted-API, CLI, and the e2e suite (which skips itself, saying why, without an API server)
 	$(CARGO) test --release --locked
-	$(MAKE) e2e
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -34,13 +33,11 @@ bench: ## Criterion benchmarks of the engine and of scan
 	$(CARGO) bench --locked --bench engine
 
 ##@ End to end
-e2e: ## End-to-end suite against a real kube-apiserver (KUBEBUILDER_ASSETS or E2E_KUBECONFIG)
-	$(CARGO) build --release --locked
-	bash e2e/run.sh
+e2e: ## Only the end-to-end suite against a real kube-apiserver (KUBEBUILDER_ASSETS or E2E_KUBECONFIG)
+	$(CARGO) test --release --locked --test e2e
 
-bench-e2e: ## Detection latency and scale measurements against a real kube-apiserver
-	$(CARGO) build --release --locked
-	E2E_MODE=bench bash e2e/run.sh
+bench-e2e: ## Detection latency and scale measurements against a real kube-apiserver (about 10 minutes)
+	$(CARGO) test --release --locked --test e2e -- bench
 
 ##@ Deployment
 image: ## Build the container image

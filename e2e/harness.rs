@@ -37,10 +37,6 @@ impl Proc {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGTERM, then wait (graceful: the controller releases its Lease).
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")
