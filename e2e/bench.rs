@@ -25,11 +25,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-fn rss_peak_kib(pid: u32) -> u64 {
+fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -56,10 +56,19 @@ async fn latency(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), 
     let api: Api<CronJobFinding> = Api::namespaced(c.client.clone(), ns);
     let seen_w = seen.clone();
     let watch = tokio::spawn(async move {
-        let mut s = watcher::watcher(api, watcher::Config::default()).applied_objects().boxed();
+        let mut s = watcher::watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
         while let Ok(Some(f)) = s.try_next().await {
-            if f.status.as_ref().is_some_and(|s| s.state == FindingState::Open) {
-                seen_w.lock().unwrap().entry(f.name_any()).or_insert_with(Instant::now);
+            if f.status
+                .as_ref()
+                .is_some_and(|s| s.state == FindingState::Open)
+            {
+                seen_w
+                    .lock()
+                    .unwrap()
+                    .entry(f.name_any())
+                    .or_insert_with(Instant::now);
             }
         }
     });
@@ -68,38 +77,79 @@ async fn latency(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), 
     let mut created = HashMap::new();
     for i in 0..100 {
         let name = format!("latency-{i:03}");
-        let cj: CronJob = serde_saphyr::from_str(&cronjob_yaml(ns, &name, "0 3 * * *", "registry.example.com/x:1", "")).unwrap();
+        let cj: CronJob = serde_saphyr::from_str(&cronjob_yaml(
+            ns,
+            &name,
+            "0 3 * * *",
+            "registry.example.com/x:1",
+            "",
+        ))
+        .unwrap();
         let t = Instant::now();
-        cronjobs.create(&PostParams::default(), &cj).await.map_err(|e| e.to_string())?;
+        cronjobs
+            .create(&PostParams::default(), &cj)
+            .await
+            .map_err(|e| e.to_string())?;
         created.insert(name, t);
     }
-    wait("100 findings", Duration::from_secs(120), || async { (seen.lock().unwrap().len() >= 100).then_some(()) }).await?;
+    wait("100 findings", Duration::from_secs(120), || async {
+        (seen.lock().unwrap().len() >= 100).then_some(())
+    })
+    .await?;
     watch.abort();
     let seen = seen.lock().unwrap();
-    let mut lat: Vec<Duration> = created.iter().map(|(n, t)| seen[n].duration_since(*t)).collect();
+    let mut lat: Vec<Duration> = created
+        .iter()
+        .map(|(n, t)| seen[n].duration_since(*t))
+        .collect();
     lat.sort();
-    report.push(("detection latency, 100 CronJobs created one by one: p50".into(), format!("{:.0} ms", percentile(&lat, 50.0).as_secs_f64() * 1e3)));
-    report.push(("detection latency: p99 (target < 1 s)".into(), format!("{:.0} ms", percentile(&lat, 99.0).as_secs_f64() * 1e3)));
-    report.push(("detection latency: max".into(), format!("{:.0} ms", lat.last().unwrap().as_secs_f64() * 1e3)));
+    report.push((
+        "detection latency, 100 CronJobs created one by one: p50".into(),
+        format!("{:.0} ms", percentile(&lat, 50.0).as_secs_f64() * 1e3),
+    ));
+    report.push((
+        "detection latency: p99 (target < 1 s)".into(),
+        format!("{:.0} ms", percentile(&lat, 99.0).as_secs_f64() * 1e3),
+    ));
+    report.push((
+        "detection latency: max".into(),
+        format!("{:.0} ms", lat.last().unwrap().as_secs_f64() * 1e3),
+    ));
     drop(ctl);
     Ok(())
 }
 
 async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), String> {
-    let spec = Spec { cronjobs: 10_000, namespaces: 100, entries: 1000 };
+    let spec = Spec {
+        cronjobs: 10_000,
+        namespaces: 100,
+        entries: 1000,
+    };
     let start = Instant::now();
     let nss: Api<Namespace> = Api::all(c.client.clone());
     for i in 0..spec.namespaces {
-        let labels = if i < 10 { json!({"bench-group": "a"}) } else { json!({}) };
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": format!("team-{i:03}"), "labels": labels}})).unwrap();
-        nss.create(&PostParams::default(), &ns).await.map_err(|e| e.to_string())?;
+        let labels = if i < 10 {
+            json!({"bench-group": "a"})
+        } else {
+            json!({})
+        };
+        let ns: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": format!("team-{i:03}"), "labels": labels}}),
+        )
+        .unwrap();
+        nss.create(&PostParams::default(), &ns)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let baselines = synthetic::baselines(&spec);
     for b in &baselines {
-        let api: Api<CronJobBaseline> = Api::namespaced(c.client.clone(), b.metadata.namespace.as_deref().unwrap());
+        let api: Api<CronJobBaseline> =
+            Api::namespaced(c.client.clone(), b.metadata.namespace.as_deref().unwrap());
         let mut b = b.clone();
         b.metadata.generation = None;
-        api.create(&PostParams::default(), &b).await.map_err(|e| e.to_string())?;
+        api.create(&PostParams::default(), &b)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     // The baseline edit below changes this one; it governs 10 namespaces.
     let wide = |pattern: &str| {
@@ -116,8 +166,12 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
             async move {
                 let mut cj: CronJob = serde_json::from_value(v).map_err(|e| e.to_string())?;
                 cj.metadata.uid = None;
-                let api: Api<CronJob> = Api::namespaced(client, cj.metadata.namespace.as_deref().unwrap());
-                api.create(&PostParams::default(), &cj).await.map(|_| ()).map_err(|e| e.to_string())
+                let api: Api<CronJob> =
+                    Api::namespaced(client, cj.metadata.namespace.as_deref().unwrap());
+                api.create(&PostParams::default(), &cj)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
         })
         .buffer_unordered(32)
@@ -126,59 +180,141 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
         return Err(format!("creating CronJobs: {e}"));
     }
-    println!("bench: created 10,000 CronJobs, 100 baselines in {:.0}s", start.elapsed().as_secs_f64());
+    println!(
+        "bench: created 10,000 CronJobs, 100 baselines in {:.0}s",
+        start.elapsed().as_secs_f64()
+    );
 
     // What the engine says the controller must write, offline.
     let mut inventory = Inventory {
-        cronjobs: values.iter().map(|v| CronJobView::from(serde_json::from_value::<CronJob>(v.clone()).unwrap())).collect(),
+        cronjobs: values
+            .iter()
+            .map(|v| CronJobView::from(serde_json::from_value::<CronJob>(v.clone()).unwrap()))
+            .collect(),
         baselines,
         namespaces: (0..spec.namespaces)
-            .map(|i| (format!("team-{i:03}"), if i < 10 { [("bench-group".to_owned(), "a".to_owned())].into() } else { Default::default() }))
+            .map(|i| {
+                (
+                    format!("team-{i:03}"),
+                    if i < 10 {
+                        [("bench-group".to_owned(), "a".to_owned())].into()
+                    } else {
+                        Default::default()
+                    },
+                )
+            })
             .collect(),
     };
-    let trusted = Settings { trusted_namespaces: ["cronwarden-system".to_owned()].into(), ..Settings::default() };
+    let trusted = Settings {
+        trusted_namespaces: ["cronwarden-system".to_owned()].into(),
+        ..Settings::default()
+    };
     let engine = Engine::new(trusted).unwrap();
     let expected = engine.evaluate(&inventory).findings.len();
 
     let t0 = Instant::now();
     let ctl = c.start_controller("bench-scale", &[]);
-    wait("/readyz", Duration::from_secs(300), || async { crate::harness::http_get(ctl.port, "/readyz").await }).await?;
+    wait("/readyz", Duration::from_secs(300), || async {
+        crate::harness::http_get(ctl.port, "/readyz").await
+    })
+    .await?;
     let ready = t0.elapsed();
     let team_findings = || async {
-        let all = Api::<CronJobFinding>::all(c.client.clone()).list(&ListParams::default()).await.ok()?;
+        let all = Api::<CronJobFinding>::all(c.client.clone())
+            .list(&ListParams::default())
+            .await
+            .ok()?;
         Some(
             all.items
                 .into_iter()
                 .filter(|f| f.namespace().is_some_and(|n| n.starts_with("team-")))
-                .filter(|f| f.status.as_ref().is_some_and(|s| s.state == FindingState::Open))
+                .filter(|f| {
+                    f.status
+                        .as_ref()
+                        .is_some_and(|s| s.state == FindingState::Open)
+                })
                 .collect::<Vec<_>>(),
         )
     };
-    wait(&format!("{expected} findings written"), Duration::from_secs(600), || async {
-        team_findings().await.filter(|f| f.len() >= expected).map(|_| ())
-    })
+    wait(
+        &format!("{expected} findings written"),
+        Duration::from_secs(600),
+        || async {
+            team_findings()
+                .await
+                .filter(|f| f.len() >= expected)
+                .map(|_| ())
+        },
+    )
     .await?;
     let all_written = t0.elapsed();
-    report.push(("scale: 10,000 CronJobs / 100 namespaces / 1,000 entries: time to ready".into(), format!("{:.1} s", ready.as_secs_f64())));
-    report.push((format!("scale: time until all {expected} findings are written"), format!("{:.1} s", all_written.as_secs_f64())));
+    report.push((
+        "scale: 10,000 CronJobs / 100 namespaces / 1,000 entries: time to ready".into(),
+        format!("{:.1} s", ready.as_secs_f64()),
+    ));
+    report.push((
+        format!("scale: time until all {expected} findings are written"),
+        format!("{:.1} s", all_written.as_secs_f64()),
+    ));
 
-    let steady = std::env::var("E2E_STEADY_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300u64);
-    let before = metric(&ctl.metrics().await, "cronwarden_writes_total", "result=\"applied\"");
+    // Steady state begins once two full rounds in a row wrote nothing (the
+    // baseline statuses follow the findings).
+    let applied = || async {
+        metric(
+            &ctl.metrics().await,
+            "cronwarden_writes_total",
+            "result=\"applied\"",
+        )
+    };
+    let settle_start = Instant::now();
+    loop {
+        let w = applied().await;
+        ctl.settle(2).await?;
+        if applied().await == w {
+            break;
+        }
+        if settle_start.elapsed() > Duration::from_secs(300) {
+            return Err("the controller never stopped writing".into());
+        }
+    }
+    report.push((
+        "scale: time until the controller stops writing (steady state)".into(),
+        format!("{:.1} s", t0.elapsed().as_secs_f64()),
+    ));
+    let steady = std::env::var("E2E_STEADY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300u64);
+    let before_m = ctl.metrics().await;
+    let before = metric(&before_m, "cronwarden_writes_total", "result=\"applied\"");
     let rounds_before = ctl.rounds().await;
     tokio::time::sleep(Duration::from_secs(steady)).await;
     let m = ctl.metrics().await;
     let writes = metric(&m, "cronwarden_writes_total", "result=\"applied\"") - before;
     let rounds = ctl.rounds().await - rounds_before;
-    report.push((format!("scale: writes at steady state over {steady} s ({rounds} full re-evaluations)"), format!("{writes}")));
+    report.push((format!("scale: writes at steady state over {steady} s ({rounds} reconcile rounds, full re-evaluation every 2 s)"), format!("{writes}")));
+    report.push((
+        "scale: controller RSS at steady state (VmRSS)".into(),
+        format!(
+            "{:.1} MiB",
+            rss_kib(ctl.proc.child.id(), "VmRSS:") as f64 / 1024.0
+        ),
+    ));
 
     // The edit: the wide baseline's pattern now matches every CronJob of
     // its 10 namespaces that no exact name entry claims.
-    inventory.baselines.push(serde_saphyr::from_str(&wide("*")).unwrap());
+    inventory
+        .baselines
+        .push(serde_saphyr::from_str(&wide("*")).unwrap());
     let want: usize = engine
         .evaluate(&inventory)
         .findings
         .iter()
-        .filter(|f| f.violations.iter().any(|v| v.rule.as_str() == "ScheduleNotApproved"))
+        .filter(|f| {
+            f.violations
+                .iter()
+                .any(|v| v.rule.as_str() == "ScheduleNotApproved")
+        })
         .count();
     let affected = inventory
         .cronjobs
@@ -187,16 +323,35 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         .count();
     let t1 = Instant::now();
     c.apply(&wide("*"))?;
-    wait(&format!("{want} ScheduleNotApproved findings"), Duration::from_secs(300), || async {
-        let n = team_findings()
-            .await?
-            .iter()
-            .filter(|f| f.status.as_ref().is_some_and(|s| s.rules.contains("ScheduleNotApproved")))
-            .count();
-        (n >= want).then_some(())
-    })
+    wait(
+        &format!("{want} ScheduleNotApproved findings"),
+        Duration::from_secs(300),
+        || async {
+            let n = team_findings()
+                .await?
+                .iter()
+                .filter(|f| {
+                    f.status
+                        .as_ref()
+                        .is_some_and(|s| s.rules.contains("ScheduleNotApproved"))
+                })
+                .count();
+            (n >= want).then_some(())
+        },
+    )
     .await?;
-    report.push((format!("scale: baseline edit over {affected} CronJobs ({want} new violations) fully reflected"), format!("{:.1} s", t1.elapsed().as_secs_f64())));
-    report.push(("scale: controller peak RSS (VmHWM)".into(), format!("{:.1} MiB", rss_peak_kib(ctl.proc.child.id()) as f64 / 1024.0)));
+    report.push((
+        format!(
+            "scale: baseline edit over {affected} CronJobs ({want} new violations) fully reflected"
+        ),
+        format!("{:.1} s", t1.elapsed().as_secs_f64()),
+    ));
+    report.push((
+        "scale: controller peak RSS (VmHWM)".into(),
+        format!(
+            "{:.1} MiB",
+            rss_kib(ctl.proc.child.id(), "VmHWM:") as f64 / 1024.0
+        ),
+    ));
     Ok(())
 }

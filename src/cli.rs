@@ -293,10 +293,11 @@ impl RunArgs {
             }
         }
         // Trusted by default: the controller's own namespace (SPEC 2.1).
-        if !explicit("trusted_namespaces") && self.config.is_none() {
-            if let Some(ns) = &self.pod_namespace {
-                self.engine.trusted_namespaces = vec![ns.clone()];
-            }
+        if !explicit("trusted_namespaces")
+            && self.config.is_none()
+            && let Some(ns) = &self.pod_namespace
+        {
+            self.engine.trusted_namespaces = vec![ns.clone()];
         }
         self.write_concurrency = self.write_concurrency.max(1);
         Ok(self)

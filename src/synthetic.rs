@@ -1,5 +1,6 @@
 //! A deterministic synthetic inventory for benchmarks and scale tests:
-//! `cronjobs` CronJobs spread over `namespaces` namespaces, one baseline per
+//! `cronjobs` CronJobs in `namespaces` namespaces (in contiguous blocks, the
+//! order in which the API server lists them), one baseline per
 //! namespace holding `entries / namespaces` entries (mostly exact names, a
 //! glob and a selector), and about one CronJob in ten deviating.
 
@@ -37,11 +38,16 @@ fn cj_name(i: usize) -> String {
     format!("job-{i:06}")
 }
 
+fn per_namespace(spec: &Spec) -> usize {
+    spec.cronjobs.div_ceil(spec.namespaces.max(1)).max(1)
+}
+
 /// CronJobs as JSON objects (what a manifest or the API server holds).
 pub fn cronjobs(spec: &Spec) -> Vec<Value> {
+    let per_ns = per_namespace(spec);
     (0..spec.cronjobs)
         .map(|i| {
-            let ns = ns_name(i % spec.namespaces);
+            let ns = ns_name(i / per_ns);
             let deviant = i % 10 == 7;
             let image = if deviant && i % 20 == 7 {
                 format!("ghcr.io/unknown/tool:{}", i % 7)
@@ -79,13 +85,14 @@ pub fn cronjobs(spec: &Spec) -> Vec<Value> {
 /// One baseline per namespace; entries approve the first CronJobs of each
 /// namespace by name, the rest by a glob and a selector.
 pub fn baselines(spec: &Spec) -> Vec<CronJobBaseline> {
-    let per_ns = (spec.entries / spec.namespaces.max(1)).max(3);
+    let entries = (spec.entries / spec.namespaces.max(1)).max(3);
+    let per_ns = per_namespace(spec);
     (0..spec.namespaces)
         .map(|n| {
             let ns = ns_name(n);
-            let mut approved: Vec<ApprovedEntry> = (0..per_ns - 2)
+            let mut approved: Vec<ApprovedEntry> = (0..entries - 2)
                 .map(|k| {
-                    let i = n + k * spec.namespaces;
+                    let i = n * per_ns + k;
                     ApprovedEntry {
                         name: Some(cj_name(i)),
                         schedules: vec![SCHEDULES[i % SCHEDULES.len()].to_owned()],

@@ -220,6 +220,18 @@ fn seed(
     }
 }
 
+/// An unapproved CronJob `apps/rogue` in a namespace governed by `apps/team`.
+fn seed_rogue(ctl: &Controller, fake: &Fake) {
+    let team = baseline("apps", "team", json!({"approved": [{"name": "other"}]}));
+    seed(
+        ctl,
+        fake,
+        vec![cronjob("apps", "rogue")],
+        vec![team],
+        vec![],
+    );
+}
+
 async fn round(ctl: &Controller) -> usize {
     tokio::time::timeout(Duration::from_secs(10), ctl.round())
         .await
@@ -229,17 +241,7 @@ async fn round(ctl: &Controller) -> usize {
 #[tokio::test]
 async fn new_finding_is_applied_with_status_and_one_event_per_rule() {
     let (ctl, fake, _srv) = controller(&[]);
-    seed(
-        &ctl,
-        &fake,
-        vec![cronjob("apps", "rogue")],
-        vec![baseline(
-            "apps",
-            "team",
-            json!({"approved": [{"name": "other"}]}),
-        )],
-        vec![],
-    );
+    seed_rogue(&ctl, &fake);
     assert_eq!(round(&ctl).await, 0, "no failed writes");
     let r = fake.requests();
     assert_eq!(
@@ -328,17 +330,7 @@ async fn unchanged_state_sends_no_request_at_all() {
     // A first controller writes; a restarted one that lists exactly what the
     // server then holds must not send a single request.
     let (ctl, fake, _srv) = controller(&[]);
-    seed(
-        &ctl,
-        &fake,
-        vec![cronjob("apps", "rogue")],
-        vec![baseline(
-            "apps",
-            "team",
-            json!({"approved": [{"name": "other"}]}),
-        )],
-        vec![],
-    );
+    seed_rogue(&ctl, &fake);
     round(&ctl).await;
     let objects = fake.objects.lock().unwrap().clone();
     let finding: CronJobFinding =
@@ -486,17 +478,7 @@ async fn rejected_baseline_gets_accepted_false_and_an_event() {
 #[tokio::test]
 async fn conflict_and_throttling_are_retried() {
     let (ctl, fake, _srv) = controller(&[]);
-    seed(
-        &ctl,
-        &fake,
-        vec![cronjob("apps", "rogue")],
-        vec![baseline(
-            "apps",
-            "team",
-            json!({"approved": [{"name": "other"}]}),
-        )],
-        vec![],
-    );
+    seed_rogue(&ctl, &fake);
     fake.fail_next(&[409, 429]);
     assert_eq!(round(&ctl).await, 0, "retried writes succeed");
     let r = fake.requests();
@@ -524,17 +506,7 @@ async fn conflict_and_throttling_are_retried() {
 async fn a_write_that_keeps_failing_is_reported_and_retried_next_round() {
     let (mut ctl, fake, _srv) = controller(&[]);
     ctl.publisher.attempts = 2;
-    seed(
-        &ctl,
-        &fake,
-        vec![cronjob("apps", "rogue")],
-        vec![baseline(
-            "apps",
-            "team",
-            json!({"approved": [{"name": "other"}]}),
-        )],
-        vec![],
-    );
+    seed_rogue(&ctl, &fake);
     fake.fail_next(&[500, 503]);
     assert_eq!(round(&ctl).await, 1, "one failed action");
     assert!(

@@ -49,7 +49,7 @@ fn written(existing: Option<&CronJobFinding>, c: &FindingChange) -> CronJobFindi
 
 fn upsert(a: Option<FindingAction>) -> FindingChange {
     match a {
-        Some(FindingAction::Upsert(c)) => c,
+        Some(FindingAction::Upsert(c)) => *c,
         other => panic!("expected an upsert, got {other:?}"),
     }
 }

@@ -16,7 +16,7 @@ use crate::api::{
     CronJobBaselineStatus, CronJobFinding, CronJobFindingStatus, FindingState, LABEL_SEVERITY,
     LABEL_STATE, Rule, Subject, Violation, reasons,
 };
-use crate::engine::{BaselineReport, CronJobView, DesiredFinding, mitre};
+use crate::engine::{BaselineReport, CronJobView, DesiredFinding, bounded, mitre};
 
 /// Events API limit for `note`.
 const MAX_NOTE: usize = 1024;
@@ -35,7 +35,7 @@ pub struct EventSpec {
 /// What to write for one finding.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FindingAction {
-    Upsert(FindingChange),
+    Upsert(Box<FindingChange>),
     Delete { namespace: String, name: String },
 }
 
@@ -80,18 +80,6 @@ pub fn finding_ref(f: Option<&CronJobFinding>, namespace: &str, name: &str) -> O
         uid: f.and_then(|f| f.metadata.uid.clone()),
         ..Default::default()
     }
-}
-
-fn bounded(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
 }
 
 /// `[severity] CronJob ns/name …`, the note exporters show.
@@ -341,14 +329,14 @@ pub fn plan_finding(
             if meta.is_none() && status_change.is_none() && events.is_empty() && suspend.is_none() {
                 return None;
             }
-            Some(FindingAction::Upsert(FindingChange {
+            Some(FindingAction::Upsert(Box::new(FindingChange {
                 namespace: d.namespace.clone(),
                 name: d.name.clone(),
                 meta,
                 status: status_change,
                 events,
                 suspend,
-            }))
+            })))
         }
         (None, Some(f)) => {
             let namespace = f.metadata.namespace.clone().unwrap_or_default();
@@ -372,14 +360,14 @@ pub fn plan_finding(
                 if status == prev {
                     return None;
                 }
-                return Some(FindingAction::Upsert(FindingChange {
+                return Some(FindingAction::Upsert(Box::new(FindingChange {
                     namespace,
                     name,
                     meta: None,
                     status: Some(status),
                     events: Vec::new(),
                     suspend: None,
-                }));
+                })));
             }
             let gone = match cronjob {
                 None => true,
@@ -445,7 +433,7 @@ pub fn plan_finding(
                 regarding: cronjob_ref(&namespace, &name, f.spec.subject.uid.as_deref()),
                 related: Some(finding_ref(Some(f), &namespace, &name)),
             };
-            Some(FindingAction::Upsert(FindingChange {
+            Some(FindingAction::Upsert(Box::new(FindingChange {
                 namespace,
                 name,
                 meta: Some((
@@ -455,7 +443,7 @@ pub fn plan_finding(
                 status: Some(status),
                 events: vec![event],
                 suspend: None,
-            }))
+            })))
         }
     }
 }

@@ -201,10 +201,10 @@ impl State {
     pub fn apply_finding(&mut self, f: CronJobFinding) {
         let ns = f.namespace().unwrap_or_default();
         let slot = self.findings.entry(ns.clone()).or_default();
-        if let Some(old) = slot.get(&f.name_any()) {
-            if is_older(&f, old) {
-                return;
-            }
+        if let Some(old) = slot.get(&f.name_any())
+            && is_older(&f, old)
+        {
+            return;
         }
         slot.insert(f.name_any(), f);
         self.mark(&ns);
@@ -212,12 +212,11 @@ impl State {
 
     pub fn delete_finding(&mut self, f: &CronJobFinding) {
         let ns = f.namespace().unwrap_or_default();
-        if let Some(m) = self.findings.get_mut(&ns) {
-            if m.get(&f.name_any())
+        if let Some(m) = self.findings.get_mut(&ns)
+            && m.get(&f.name_any())
                 .is_some_and(|cur| cur.metadata.uid == f.metadata.uid)
-            {
-                m.remove(&f.name_any());
-            }
+        {
+            m.remove(&f.name_any());
         }
         self.mark(&ns);
     }

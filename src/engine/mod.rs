@@ -843,10 +843,10 @@ impl<'a> Finder<'a> {
         self.violations.push(Violation {
             rule,
             severity,
-            message: bounded(message),
+            message: bounded(message, MAX_MESSAGE),
             field: Some(field),
-            expected: Some(bounded(expected.into())),
-            actual: Some(bounded(actual.into())),
+            expected: Some(bounded(expected.into(), MAX_MESSAGE)),
+            actual: Some(bounded(actual.into(), MAX_MESSAGE)),
             first_seen: None,
             last_seen: None,
         });
@@ -859,9 +859,11 @@ impl<'a> Finder<'a> {
     }
 }
 
-fn bounded(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE - 3;
+/// Cut a message to at most `max` bytes (on a character boundary), marking
+/// the cut, so findings and Events stay small.
+pub fn bounded(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - 3;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -1047,7 +1049,10 @@ impl DesiredFinding {
                         type_: CONDITION_ACTIVE.into(),
                         status: "True".into(),
                         reason: reasons::VIOLATIONS_OPEN.into(),
-                        message: bounded(format!("[{}] {}", self.severity, self.summary())),
+                        message: bounded(
+                            format!("[{}] {}", self.severity, self.summary()),
+                            MAX_MESSAGE,
+                        ),
                         last_transition_time: now.clone(),
                         observed_generation: None,
                     },
