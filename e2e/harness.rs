@@ -144,19 +144,7 @@ impl Cluster {
             PathBuf::from("kubectl")
         };
         if let Ok(kc) = std::env::var("E2E_KUBECONFIG") {
-            let admin = PathBuf::from(kc);
-            let client = client_for(&admin).await;
-            let mut c = Cluster {
-                dir,
-                admin_kubeconfig: admin,
-                sa_kubeconfig: PathBuf::new(),
-                kubectl,
-                client,
-                _apiserver: None,
-                _etcd: None,
-            };
-            c.install().await?;
-            return Ok(c);
+            return Cluster::installed(dir, PathBuf::from(kc), kubectl, None, None).await;
         }
         for bin in ["kube-apiserver", "etcd", "kubectl"] {
             if !have(&assets, bin) {
@@ -229,15 +217,26 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let client = client_for(&admin).await;
+        Cluster::installed(dir, admin, kubectl, Some(apiserver), Some(etcd)).await
+    }
+
+    /// A client for the admin kubeconfig, with the CRDs and RBAC installed.
+    async fn installed(
+        dir: tempfile::TempDir,
+        admin_kubeconfig: PathBuf,
+        kubectl: PathBuf,
+        apiserver: Option<Proc>,
+        etcd: Option<Proc>,
+    ) -> Result<Cluster, String> {
+        let client = client_for(&admin_kubeconfig).await;
         let mut c = Cluster {
             dir,
-            admin_kubeconfig: admin,
+            admin_kubeconfig,
             sa_kubeconfig: PathBuf::new(),
             kubectl,
             client,
-            _apiserver: Some(apiserver),
-            _etcd: Some(etcd),
+            _apiserver: apiserver,
+            _etcd: etcd,
         };
         c.install().await?;
         Ok(c)

@@ -110,10 +110,6 @@ impl Cluster {
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
         let path = self.dir.path().join(format!(
             "apply-{}.yaml",
-            std::process::id() as u128 + Instant::now().elapsed().as_nanos()
-        ));
-        let path = path.with_file_name(format!(
-            "apply-{}.yaml",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()

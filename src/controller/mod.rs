@@ -105,7 +105,12 @@ impl Controller {
                         .flat_map(|m| m.keys().map(String::as_str)),
                 );
                 for name in names {
-                    let desired = result.findings.iter().find(|f| f.name == name);
+                    // NamespaceResult keeps findings sorted by name.
+                    let desired = result
+                        .findings
+                        .binary_search_by(|f| f.name.as_str().cmp(name))
+                        .ok()
+                        .map(|i| &result.findings[i]);
                     let have = existing.and_then(|m| m.get(name));
                     if let Some(a) = plan_finding(
                         desired,

@@ -31,19 +31,6 @@ pub enum PublishError {
     },
 }
 
-impl PublishError {
-    /// Metric label: the HTTP status, or the transport error kind.
-    pub fn label(&self) -> String {
-        match self {
-            PublishError::Api {
-                source: kube::Error::Api(s),
-                ..
-            } => s.code.to_string(),
-            PublishError::Api { .. } => "transport".into(),
-        }
-    }
-}
-
 /// Conflicts, throttling and server errors are worth another try.
 pub fn retryable(e: &kube::Error) -> bool {
     match e {

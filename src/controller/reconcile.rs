@@ -172,16 +172,6 @@ fn acknowledged(f: Option<&CronJobFinding>, previous: &[Condition], now: &Time) 
     }
 }
 
-/// When an acknowledgement expires, the status must change then: the
-/// controller's tick looks for the next such moment.
-pub fn next_expiry(f: &CronJobFinding, now: &Time) -> Option<Time> {
-    f.spec
-        .acknowledgement
-        .as_ref()
-        .and_then(|a| a.expires.clone())
-        .filter(|e| e.0 > now.0)
-}
-
 fn labels(severity: &str, state: FindingState) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_SEVERITY.to_owned(), severity.to_owned()),

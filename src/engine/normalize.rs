@@ -80,16 +80,6 @@ impl ImageRef {
             },
         }
     }
-
-    /// The strings a pattern may match: the whole reference, and the
-    /// repository with and without tag (so `repo:1.0` matches `repo:1.0@sha256:…`).
-    pub fn candidates(&self) -> impl Iterator<Item = String> + '_ {
-        let with_tag = match (&self.tag, self.valid) {
-            (Some(t), true) => Some(format!("{}:{}", self.repository, t)),
-            _ => None,
-        };
-        std::iter::once(self.normalized.clone()).chain(with_tag)
-    }
 }
 
 /// Normalise an image reference (idempotent).
@@ -140,9 +130,10 @@ impl ImagePattern {
         if self.glob.is_match(&image.normalized) {
             return true;
         }
-        // `repo:tag` for an image that also has a digest.
+        // `repo:tag` for an image that also has a digest, so `repo:1.0`
+        // matches `repo:1.0@sha256:…`.
         match (&image.tag, &image.digest) {
-            (Some(_), Some(_)) => image.candidates().skip(1).any(|c| self.glob.is_match(&c)),
+            (Some(t), Some(_)) => self.glob.is_match(&format!("{}:{t}", image.repository)),
             _ => false,
         }
     }
