@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{ApprovedCommand, ApprovedEntry, CronJobBaseline, CronJobBaselineSpec};
+use crate::engine::CronJobView;
 use crate::engine::normalize::{ImageRef, template_hash};
-use crate::engine::{CronJobView, containers_of, effective_service_account, images_of, pod_of};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImageMode {
@@ -54,8 +54,9 @@ pub fn snapshot(cronjobs: &[&CronJobView], opts: &SnapshotOptions) -> Vec<CronJo
 }
 
 fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
-    let pod = pod_of(&cj.spec);
-    let mut images: Vec<String> = images_of(&cj.spec)
+    let pod = cj.pod.as_ref();
+    let mut images: Vec<String> = cj
+        .images()
         .into_iter()
         .map(|i| match opts.images {
             ImageMode::Exact => i,
@@ -69,7 +70,7 @@ fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
     images.dedup();
     let commands = pod
         .map(|p| {
-            containers_of(p)
+            p.containers()
                 .map(|(_, c)| ApprovedCommand {
                     container: c.name.clone(),
                     command: c.command.clone().filter(|v| !v.is_empty()),
@@ -87,14 +88,16 @@ fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
     ApprovedEntry {
         name: Some(cj.name.clone()),
         required: opts.required.then_some(true),
-        schedules: vec![cj.spec.schedule.clone()],
-        time_zones: cj.spec.time_zone.clone().into_iter().collect(),
+        schedules: vec![cj.schedule.clone()],
+        time_zones: cj.time_zone.clone().into_iter().collect(),
         images,
         service_account_names: pod
-            .map(|p| vec![effective_service_account(p).to_owned()])
+            .map(|p| vec![p.service_account.clone()])
             .unwrap_or_default(),
         commands,
-        template_hash: opts.pin_template.then(|| template_hash(pod)),
+        template_hash: opts
+            .pin_template
+            .then(|| pod.map_or_else(|| template_hash(None), |p| p.template_hash.clone())),
         managers,
         ..Default::default()
     }

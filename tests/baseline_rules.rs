@@ -285,16 +285,18 @@ fn command_not_approved() {
 #[test]
 fn template_drift() {
     let loaded = load(&[cronjob("apps", "x")]);
-    let pod = loaded.inventory.cronjobs[0]
-        .spec
-        .job_template
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .clone();
+    // Computed from the object itself, not from the engine's view of it.
+    let raw: k8s_openapi::api::batch::v1::CronJob =
+        serde_json::from_value(cronjob("apps", "x")).unwrap();
+    let pod = raw.spec.job_template.spec.and_then(|j| j.template.spec);
     let hash = cronwarden::engine::normalize::template_hash(pod.as_ref());
+    assert_eq!(
+        Some(&hash),
+        loaded.inventory.cronjobs[0]
+            .pod
+            .as_ref()
+            .map(|p| &p.template_hash)
+    );
     let entry = approved(json!({"name": "x", "templateHash": hash}));
     assert!(
         evaluate(&[cronjob("apps", "x"), entry.clone()])

@@ -163,6 +163,33 @@ fn host_path(path: &str) -> serde_json::Value {
 }
 
 #[test]
+fn host_path_field_names_the_index_among_all_volumes() {
+    let cj = with(
+        cronjob("apps", "x"),
+        "/spec/jobTemplate/spec/template/spec/volumes",
+        json!([
+            {"name": "cfg", "configMap": {"name": "c"}},
+            {"name": "logs", "hostPath": {"path": "/var/log"}}
+        ]),
+    );
+    let e = evaluate(&[cj]);
+    let v: Vec<_> = e.findings[0]
+        .violations
+        .iter()
+        .filter(|v| v.rule == Rule::HostPathMount)
+        .collect();
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        v[0].field.as_deref(),
+        Some("spec.jobTemplate.spec.template.spec.volumes[1].hostPath.path")
+    );
+    assert_eq!(
+        v[0].message,
+        "volume logs mounts hostPath /var/log (a node path)"
+    );
+}
+
+#[test]
 fn host_path_mount_severity_follows_the_exact_critical_paths() {
     for p in [
         "/",

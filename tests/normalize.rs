@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use proptest::prelude::*;
 use std::time::Duration;
 
-fn fixture(name: &str) -> CronJobView {
+fn fixture(name: &str) -> CronJob {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
     let cj: CronJob = if name.ends_with(".json") {
@@ -15,10 +15,10 @@ fn fixture(name: &str) -> CronJobView {
     } else {
         serde_saphyr::from_str(&text).unwrap()
     };
-    CronJobView::from(cj)
+    cj
 }
 
-fn pod(cj: &CronJobView) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
+fn pod(cj: &CronJob) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
     cj.spec
         .job_template
         .spec
@@ -95,7 +95,7 @@ fn template_hash_is_order_independent_for_containers() {
 
 #[test]
 fn spec_managers_from_managed_fields() {
-    let served = fixture("cronjob-as-served.yaml");
+    let served = CronJobView::from(fixture("cronjob-as-served.yaml"));
     let names: Vec<_> = served
         .managers
         .iter()
@@ -108,7 +108,7 @@ fn spec_managers_from_managed_fields() {
             ("kubectl-patch", "Update")
         ]
     );
-    let ssa = fixture("cronjob-ssa-then-set-image.json");
+    let ssa = CronJobView::from(fixture("cronjob-ssa-then-set-image.json"));
     let names: Vec<_> = ssa
         .managers
         .iter()
@@ -262,4 +262,41 @@ proptest! {
             let _ = pat.matches(&ImageRef::parse(&i));
         }
     }
+}
+
+#[test]
+fn view_keeps_what_the_rules_read() {
+    let raw = fixture("cronjob-as-served.yaml");
+    let hash = template_hash(pod(&raw));
+    let v = CronJobView::from(raw);
+    assert_eq!(
+        (v.namespace.as_str(), v.name.as_str()),
+        ("reports", "nightly-report")
+    );
+    assert_eq!(v.schedule, "0 3 * * *");
+    assert_eq!(v.labels["app.kubernetes.io/name"], "nightly-report");
+    let p = v.pod.as_ref().unwrap();
+    assert_eq!(p.service_account, "report-runner");
+    assert_eq!(p.containers.len(), 1);
+    let c = &p.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example.com/finance/report:1.4.2")
+    );
+    assert_eq!(c.command, Some(vec!["/bin/report".to_owned()]));
+    assert_eq!(c.args, Some(vec!["--nightly".to_owned()]));
+    // The only rule needing the whole template gets its hash on arrival.
+    assert_eq!(p.template_hash, hash);
+    assert_eq!(
+        v.images(),
+        vec!["registry.example.com/finance/report:1.4.2"]
+    );
+}
+
+/// The controller keeps one view per CronJob of the cluster: it must stay a
+/// projection, not grow back into k8s-openapi's `CronJobSpec` (2.9 KB inline).
+#[test]
+fn view_stays_small() {
+    assert!(std::mem::size_of::<CronJobView>() <= 512);
+    assert!(std::mem::size_of::<cronwarden::engine::ContainerView>() <= 160);
 }

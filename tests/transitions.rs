@@ -437,7 +437,7 @@ fn suspension_is_planned_only_with_consent_and_once() {
         Some("apps/b")
     );
     let mut suspended = cj.clone();
-    suspended.spec.suspend = Some(true);
+    suspended.suspend = Some(true);
     assert_eq!(
         upsert(plan_finding(
             d.as_ref(),

@@ -315,7 +315,7 @@ pub fn plan_finding(
                 .suspend_by
                 .clone()
                 .filter(|_| enforce)
-                .filter(|_| cronjob.is_some_and(|c| c.spec.suspend != Some(true)));
+                .filter(|_| cronjob.is_some_and(|c| c.suspend != Some(true)));
             if meta.is_none() && status_change.is_none() && events.is_empty() && suspend.is_none() {
                 return None;
             }

@@ -5,62 +5,24 @@
 pub mod baseline;
 pub mod normalize;
 pub mod rules;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
-    CronJobBaseline, Enforcement, ManagerRef, Mitre, Observed, Rule, Severity, Subject, Unapproved,
-    Violation,
+    CronJobBaseline, Enforcement, Mitre, Observed, Rule, Severity, Subject, Unapproved, Violation,
 };
 pub use baseline::{CompiledBaseline, CompiledEntry, EntryMatcher, Problem};
 use normalize::{ImageCache, IntervalCache, format_duration, has_digest, normalize_schedule};
+pub use view::{ContainerPath, ContainerView, CronJobView, HostPathVolume, POD_PATH, PodView};
 
-/// JSON path of the pod spec inside a CronJob, for violation fields.
-pub const POD_PATH: &str = "spec.jobTemplate.spec.template.spec";
 /// Violation messages are bounded so findings stay small in etcd.
 pub const MAX_MESSAGE: usize = 1024;
-
-/// What the engine needs of a CronJob: spec, identity, labels and the
-/// deployment path. Status and managedFields are dropped.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CronJobView {
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    pub generation: Option<i64>,
-    pub labels: BTreeMap<String, String>,
-    pub created_at: Option<Time>,
-    pub spec: CronJobSpec,
-    pub managers: Vec<ManagerRef>,
-}
-
-impl From<CronJob> for CronJobView {
-    fn from(cj: CronJob) -> Self {
-        let managers = cj
-            .metadata
-            .managed_fields
-            .as_deref()
-            .map(normalize::spec_managers)
-            .unwrap_or_default();
-        CronJobView {
-            namespace: cj.metadata.namespace.unwrap_or_default(),
-            name: cj.metadata.name.unwrap_or_default(),
-            uid: cj.metadata.uid,
-            generation: cj.metadata.generation,
-            labels: cj.metadata.labels.unwrap_or_default(),
-            created_at: cj.metadata.creation_timestamp,
-            spec: cj.spec,
-            managers,
-        }
-    }
-}
 
 /// Everything the engine decides over.
 #[derive(Clone, Debug, Default)]
@@ -479,13 +441,13 @@ impl Engine {
         entry: Option<&CompiledEntry>,
     ) -> Option<DesiredFinding> {
         let mut f = Finder::new(entry, &self.settings);
-        let pod = pod_of(&cj.spec);
+        let pod = cj.pod.as_ref();
         let governed = !pool.baselines.is_empty();
 
         // Baseline rules.
         match entry {
             None if governed && !pool.ignore_unapproved => {
-                let images = images_of(&cj.spec);
+                let images = cj.images();
                 f.push(
                     Rule::NotInBaseline,
                     None,
@@ -493,7 +455,7 @@ impl Engine {
                         "CronJob {}/{} is not in any baseline (schedule {}, image {})",
                         cj.namespace,
                         cj.name,
-                        cj.spec.schedule,
+                        cj.schedule,
                         if images.is_empty() {
                             "<none>".to_owned()
                         } else {
@@ -514,7 +476,7 @@ impl Engine {
             .and_then(|e| e.min_interval)
             .unwrap_or(self.settings.min_interval);
         if f.enabled(Rule::HighFrequencySchedule)
-            && let Ok(Some(gap)) = self.intervals.get(&cj.spec.schedule)
+            && let Ok(Some(gap)) = self.intervals.get(&cj.schedule)
             && gap < threshold
         {
             f.push(
@@ -522,13 +484,13 @@ impl Engine {
                 None,
                 format!(
                     "schedule {:?} fires every {}, more often than {}",
-                    cj.spec.schedule,
+                    cj.schedule,
                     format_duration(gap),
                     format_duration(threshold)
                 ),
                 "spec.schedule".into(),
                 format!(">= {} between runs", format_duration(threshold)),
-                cj.spec.schedule.clone(),
+                cj.schedule.clone(),
             );
         }
         if let Some(pod) = pod {
@@ -571,7 +533,7 @@ impl Engine {
             );
         }
         if f.enabled(Rule::HistoryErasure) {
-            rules::history_erasure(&cj.spec, &mut f);
+            rules::history_erasure(cj, &mut f);
         }
 
         let violations = f.finish();
@@ -612,27 +574,26 @@ impl Engine {
     }
 
     fn baseline_rules(&self, cj: &CronJobView, e: &CompiledEntry, f: &mut Finder) {
-        let spec = &cj.spec;
         let approved_by = e.label();
         if !e.schedules.is_empty() {
-            let approved = e.schedules.iter().any(|a| a == &spec.schedule)
-                || e.schedules.contains(&normalize_schedule(&spec.schedule));
+            let approved = e.schedules.iter().any(|a| a == &cj.schedule)
+                || e.schedules.contains(&normalize_schedule(&cj.schedule));
             if !approved {
                 f.push(
                     Rule::ScheduleNotApproved,
                     None,
                     format!(
                         "schedule {:?} is not approved by {approved_by}",
-                        spec.schedule
+                        cj.schedule
                     ),
                     "spec.schedule".into(),
                     e.schedules.join(" | "),
-                    spec.schedule.clone(),
+                    cj.schedule.clone(),
                 );
             }
         }
         if !e.time_zones.is_empty() {
-            let tz = spec.time_zone.as_deref().unwrap_or("");
+            let tz = cj.time_zone.as_deref().unwrap_or("");
             if !e.time_zones.iter().any(|z| z == tz) {
                 f.push(
                     Rule::ScheduleNotApproved,
@@ -652,7 +613,7 @@ impl Engine {
             }
         }
         if let Some(min) = e.min_interval
-            && let Ok(Some(gap)) = self.intervals.get(&spec.schedule)
+            && let Ok(Some(gap)) = self.intervals.get(&cj.schedule)
             && gap < min
         {
             f.push(
@@ -660,18 +621,18 @@ impl Engine {
                         None,
                         format!(
                             "schedule {:?} fires every {}, more often than the minInterval {} of {approved_by}",
-                            spec.schedule,
+                            cj.schedule,
                             format_duration(gap),
                             format_duration(min)
                         ),
                         "spec.schedule".into(),
                         format!(">= {} between runs", format_duration(min)),
-                        spec.schedule.clone(),
+                        cj.schedule.clone(),
                     );
         }
-        let Some(pod) = pod_of(spec) else { return };
+        let Some(pod) = &cj.pod else { return };
         if !e.images.is_empty() || e.require_digest {
-            for (path, name, raw) in image_sites(pod) {
+            for (path, name, raw) in pod.image_sites() {
                 let image = self.images.get(raw);
                 if !e.images.is_empty() && !e.images.iter().any(|p| p.matches(&image)) {
                     f.push(
@@ -699,7 +660,7 @@ impl Engine {
             }
         }
         if !e.service_accounts.is_empty() {
-            let sa = effective_service_account(pod);
+            let sa = pod.service_account.as_str();
             if !e.service_accounts.iter().any(|s| s == sa) {
                 f.push(
                     Rule::ServiceAccountNotApproved,
@@ -712,7 +673,7 @@ impl Engine {
             }
         }
         if !e.commands.is_empty() {
-            for (path, c) in containers_of(pod) {
+            for (path, c) in pod.containers() {
                 let allowed: Vec<_> = e
                     .commands
                     .iter()
@@ -762,18 +723,20 @@ impl Engine {
                 }
             }
         }
-        if let Some(pinned) = &e.template_hash {
-            let hash = normalize::template_hash(Some(pod));
-            if &hash != pinned {
-                f.push(
-                    Rule::TemplateDrift,
-                    None,
-                    format!("pod template hash {hash} differs from the templateHash pinned by {approved_by}"),
-                    "spec.jobTemplate.spec.template".into(),
-                    pinned.clone(),
-                    hash,
-                );
-            }
+        if let Some(pinned) = &e.template_hash
+            && &pod.template_hash != pinned
+        {
+            let hash = &pod.template_hash;
+            f.push(
+                Rule::TemplateDrift,
+                None,
+                format!(
+                    "pod template hash {hash} differs from the templateHash pinned by {approved_by}"
+                ),
+                "spec.jobTemplate.spec.template".into(),
+                pinned.clone(),
+                hash.clone(),
+            );
         }
         if !e.managers.is_empty() {
             for m in &cj.managers {
@@ -877,115 +840,14 @@ pub fn max_severity(v: &[Violation]) -> Severity {
     v.iter().map(|v| v.severity).max().unwrap_or(Severity::Info)
 }
 
-pub(crate) fn pod_of(spec: &CronJobSpec) -> Option<&PodSpec> {
-    spec.job_template
-        .spec
-        .as_ref()
-        .and_then(|j| j.template.spec.as_ref())
-}
-
-/// Where a container sits in the CronJob, rendered as a JSON path only
-/// when a violation needs it (keeps evaluation free of allocations).
-#[derive(Clone, Copy, Debug)]
-pub struct ContainerPath {
-    pub list: &'static str,
-    pub index: usize,
-}
-
-impl std::fmt::Display for ContainerPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{POD_PATH}.{}[{}]", self.list, self.index)
-    }
-}
-
-/// Containers and initContainers of a pod with their paths.
-pub fn containers_of(pod: &PodSpec) -> impl Iterator<Item = (ContainerPath, &Container)> {
-    let main = pod.containers.iter().enumerate().map(|(index, c)| {
-        (
-            ContainerPath {
-                list: "containers",
-                index,
-            },
-            c,
-        )
-    });
-    let init = pod
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(index, c)| {
-            (
-                ContainerPath {
-                    list: "initContainers",
-                    index,
-                },
-                c,
-            )
-        });
-    main.chain(init)
-}
-
-/// Every image of a pod with its container: containers, initContainers and
-/// ephemeralContainers (SPEC 3.1 ImageNotApproved names all three).
-pub fn image_sites(pod: &PodSpec) -> impl Iterator<Item = (ContainerPath, &str, &str)> {
-    let ephemeral = pod
-        .ephemeral_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(index, c)| {
-            c.image.as_deref().map(|i| {
-                (
-                    ContainerPath {
-                        list: "ephemeralContainers",
-                        index,
-                    },
-                    c.name.as_str(),
-                    i,
-                )
-            })
-        });
-    containers_of(pod)
-        .filter_map(|(p, c)| c.image.as_deref().map(|i| (p, c.name.as_str(), i)))
-        .chain(ephemeral)
-}
-
-/// All images of a CronJob, as written (containers, then initContainers,
-/// then ephemeral containers).
-pub fn images_of(spec: &CronJobSpec) -> Vec<String> {
-    let Some(pod) = pod_of(spec) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = containers_of(pod)
-        .filter_map(|(_, c)| c.image.clone())
-        .collect();
-    out.extend(
-        pod.ephemeral_containers
-            .iter()
-            .flatten()
-            .filter_map(|c| c.image.clone()),
-    );
-    out
-}
-
-/// `serviceAccountName`, else the deprecated `serviceAccount`, else `default`.
-pub fn effective_service_account(pod: &PodSpec) -> &str {
-    pod.service_account_name
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .or(pod.service_account.as_deref().filter(|s| !s.is_empty()))
-        .unwrap_or("default")
-}
-
 pub fn observe(cj: &CronJobView) -> Observed {
     Observed {
         uid: cj.uid.clone(),
-        schedule: cj.spec.schedule.clone(),
-        time_zone: cj.spec.time_zone.clone(),
-        suspend: cj.spec.suspend.unwrap_or(false),
-        images: images_of(&cj.spec),
-        service_account_name: pod_of(&cj.spec).map(|p| effective_service_account(p).to_owned()),
+        schedule: cj.schedule.clone(),
+        time_zone: cj.time_zone.clone(),
+        suspend: cj.suspend.unwrap_or(false),
+        images: cj.images(),
+        service_account_name: cj.pod.as_ref().map(|p| p.service_account.clone()),
         managers: cj.managers.clone(),
         created_at: cj.created_at.clone(),
     }

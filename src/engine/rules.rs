@@ -2,12 +2,10 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::batch::v1::CronJobSpec;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
 use regex::{RegexSet, RegexSetBuilder};
 
 use super::normalize::is_mutable;
-use super::{Finder, containers_of, image_sites};
+use super::{ContainerView, CronJobView, Finder, PodView};
 use crate::api::{Rule, Severity};
 
 pub const SENSITIVE_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -146,7 +144,7 @@ pub fn suspicious_behaviours(command_line: &str) -> Vec<&'static str> {
         .collect()
 }
 
-pub fn command_line(c: &Container) -> String {
+pub fn command_line(c: &ContainerView) -> String {
     c.command
         .iter()
         .flatten()
@@ -156,13 +154,13 @@ pub fn command_line(c: &Container) -> String {
         .join(" ")
 }
 
-pub(super) fn privileged(pod: &PodSpec, out: &mut Finder) {
-    for (flag, on, field) in [
-        ("hostPID", pod.host_pid, "hostPID"),
-        ("hostIPC", pod.host_ipc, "hostIPC"),
-        ("hostNetwork", pod.host_network, "hostNetwork"),
+pub(super) fn privileged(pod: &PodView, out: &mut Finder) {
+    for (flag, on) in [
+        ("hostPID", pod.host_pid),
+        ("hostIPC", pod.host_ipc),
+        ("hostNetwork", pod.host_network),
     ] {
-        if on == Some(true) {
+        if on {
             out.push(
                 Rule::PrivilegedJobTemplate,
                 None,
@@ -170,17 +168,14 @@ pub(super) fn privileged(pod: &PodSpec, out: &mut Finder) {
                     "pod shares the node's {} namespace ({flag}: true)",
                     &flag[4..]
                 ),
-                format!("{}.{field}", super::POD_PATH),
+                format!("{}.{flag}", super::POD_PATH),
                 "false",
                 "true",
             );
         }
     }
-    for (path, c) in containers_of(pod) {
-        let Some(sc) = &c.security_context else {
-            continue;
-        };
-        if sc.privileged == Some(true) {
+    for (path, c) in pod.containers() {
+        if c.privileged {
             out.push(
                 Rule::PrivilegedJobTemplate,
                 None,
@@ -190,7 +185,7 @@ pub(super) fn privileged(pod: &PodSpec, out: &mut Finder) {
                 "true",
             );
         }
-        if sc.allow_privilege_escalation == Some(true) {
+        if c.allow_privilege_escalation {
             out.push(
                 Rule::PrivilegedJobTemplate,
                 None,
@@ -200,12 +195,9 @@ pub(super) fn privileged(pod: &PodSpec, out: &mut Finder) {
                 "true",
             );
         }
-        let added: Vec<&String> = sc
-            .capabilities
-            .as_ref()
-            .and_then(|c| c.add.as_ref())
-            .into_iter()
-            .flatten()
+        let added: Vec<&String> = c
+            .capabilities_add
+            .iter()
             .filter(|cap| {
                 let cap = cap.trim().to_ascii_uppercase();
                 let cap = cap.strip_prefix("CAP_").unwrap_or(&cap);
@@ -230,27 +222,26 @@ pub(super) fn privileged(pod: &PodSpec, out: &mut Finder) {
     }
 }
 
-pub(super) fn host_paths(pod: &PodSpec, out: &mut Finder) {
-    for (i, v) in pod.volumes.iter().flatten().enumerate() {
-        let Some(hp) = &v.host_path else { continue };
-        let (severity, what) = host_path_severity(&hp.path);
+pub(super) fn host_paths(pod: &PodView, out: &mut Finder) {
+    for v in &pod.host_paths {
+        let (severity, what) = host_path_severity(&v.path);
         out.push(
             Rule::HostPathMount,
             Some(severity),
-            format!("volume {} mounts hostPath {} ({what})", v.name, hp.path),
-            format!("{}.volumes[{i}].hostPath.path", super::POD_PATH),
+            format!("volume {} mounts hostPath {} ({what})", v.name, v.path),
+            format!("{}.volumes[{}].hostPath.path", super::POD_PATH, v.index),
             "no hostPath volumes",
-            hp.path.clone(),
+            v.path.clone(),
         );
     }
 }
 
-pub(super) fn suspicious_commands(pod: &PodSpec, out: &mut Finder) {
+pub(super) fn suspicious_commands(pod: &PodView, out: &mut Finder) {
     thread_local! {
         // One buffer per thread: this runs for every container of every CronJob.
         static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
-    for (path, c) in containers_of(pod) {
+    for (path, c) in pod.containers() {
         let found = LINE.with_borrow_mut(|line| {
             line.clear();
             for part in c.command.iter().flatten().chain(c.args.iter().flatten()) {
@@ -280,14 +271,14 @@ pub(super) fn suspicious_commands(pod: &PodSpec, out: &mut Finder) {
 }
 
 pub(super) fn images(
-    pod: &PodSpec,
+    pod: &PodView,
     cache: &super::normalize::ImageCache,
     allowlist: Option<&Vec<super::normalize::Glob>>,
     mutable: bool,
     registry: bool,
     out: &mut Finder,
 ) {
-    for (path, name, raw) in image_sites(pod) {
+    for (path, name, raw) in pod.image_sites() {
         let image = cache.get(raw);
         if mutable && is_mutable(&image) {
             let why = if image.tag.is_none() {
@@ -326,7 +317,7 @@ pub(super) fn images(
     }
 }
 
-pub(super) fn history_erasure(spec: &CronJobSpec, out: &mut Finder) {
+pub(super) fn history_erasure(spec: &CronJobView, out: &mut Finder) {
     if spec.successful_jobs_history_limit == Some(0) && spec.failed_jobs_history_limit == Some(0) {
         out.push(
             Rule::HistoryErasure,
@@ -337,11 +328,7 @@ pub(super) fn history_erasure(spec: &CronJobSpec, out: &mut Finder) {
             "0/0",
         );
     }
-    if let Some(ttl) = spec
-        .job_template
-        .spec
-        .as_ref()
-        .and_then(|s| s.ttl_seconds_after_finished)
+    if let Some(ttl) = spec.ttl_seconds_after_finished
         && ttl < 60
     {
         out.push(
