@@ -206,7 +206,7 @@ fn seed(
         );
     }
     let mut st = ctl.state.lock().unwrap();
-    st.reset_cronjobs(cronjobs);
+    st.reset_cronjobs(cronjobs.into_iter().map(Into::into).collect());
     st.reset_baselines(&ctl.engine, baselines);
     st.reset_findings(findings);
     st.reset_namespaces(Vec::new());
@@ -576,4 +576,35 @@ async fn enforcement_suspends_only_when_allowed() {
         .expect("CronJobSuspended Event");
     assert_eq!(ev.body["type"], "Warning");
     assert!(r.iter().all(|s| s.method != "DELETE"), "never deletes");
+}
+
+/// The initial list arrives in any order; the index groups it by namespace
+/// (built from sorted runs) and a later duplicate replaces the earlier one.
+#[test]
+fn reset_indexes_cronjobs_by_namespace_whatever_the_order() {
+    use cronwarden::controller::state::State;
+    use cronwarden::engine::CronJobView;
+    let view = |ns: &str, name: &str, schedule: &str| CronJobView {
+        namespace: ns.into(),
+        name: name.into(),
+        schedule: schedule.into(),
+        ..Default::default()
+    };
+    let mut st = State::default();
+    st.reset_cronjobs(vec![
+        view("b", "y", "1"),
+        view("a", "z", "1"),
+        view("b", "x", "1"),
+        view("a", "y", "1"),
+        view("b", "x", "2"),
+    ]);
+    assert_eq!(st.cronjob_count(), 4);
+    let names: Vec<(&str, Vec<&str>)> = st
+        .cronjobs
+        .iter()
+        .map(|(ns, m)| (ns.as_str(), m.keys().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(names, vec![("a", vec!["y", "z"]), ("b", vec!["x", "y"])]);
+    assert_eq!(st.cronjob("b", "x").unwrap().schedule, "2");
+    assert!(st.take_dirty().contains(&"b".to_owned()));
 }

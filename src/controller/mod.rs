@@ -12,10 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
@@ -25,11 +25,11 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::{CONDITION_ACCEPTED, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
-use crate::engine::{CompiledBaseline, Engine, aggregate};
+use crate::engine::{CompiledBaseline, CronJobView, Engine, aggregate};
 use crate::telemetry::{FindingLabels, Metrics, StateLabel};
 use publish::Publisher;
 use reconcile::{BaselineChange, FindingAction, plan_baseline, plan_finding};
-use state::{Kind, State};
+use state::{Kind, Labels, State};
 
 /// `now`, to the second: what the API server would keep of it anyway.
 pub fn now() -> Time {
@@ -275,65 +275,61 @@ impl Controller {
 /// One kind of watched object and how it updates the index.
 pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     const KIND: Kind;
-    fn apply(st: &mut State, engine: &Engine, o: Self);
-    fn delete(st: &mut State, o: &Self);
-    fn reset(st: &mut State, engine: &Engine, all: Vec<Self>);
-    /// Drop what the index never needs, before it is buffered.
-    fn strip(_o: &mut Self) {}
+    /// What the index keeps of an object. Objects are projected as they
+    /// arrive, so neither the initial list nor the index holds full objects.
+    type Item: Send + 'static;
+    fn project(o: Self) -> Self::Item;
+    fn apply(st: &mut State, engine: &Engine, item: Self::Item);
+    fn delete(st: &mut State, item: &Self::Item);
+    fn reset(st: &mut State, engine: &Engine, all: Vec<Self::Item>);
 }
 
 impl Watched for CronJob {
     const KIND: Kind = Kind::CronJobs;
-    fn apply(st: &mut State, _: &Engine, o: Self) {
-        st.apply_cronjob(o)
+    type Item = CronJobView;
+    fn project(o: Self) -> CronJobView {
+        CronJobView::from(o)
     }
-    fn delete(st: &mut State, o: &Self) {
-        st.delete_cronjob(o)
+    fn apply(st: &mut State, _: &Engine, v: CronJobView) {
+        st.apply_cronjob(v)
     }
-    fn reset(st: &mut State, _: &Engine, all: Vec<Self>) {
+    fn delete(st: &mut State, v: &CronJobView) {
+        st.delete_cronjob(&v.namespace, &v.name)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<CronJobView>) {
         st.reset_cronjobs(all)
-    }
-    /// Keep of managedFields only who owns which top-level spec fields.
-    fn strip(o: &mut Self) {
-        o.status = None;
-        o.metadata.annotations = None;
-        for e in o.metadata.managed_fields.iter_mut().flatten() {
-            if let Some(FieldsV1(v)) = &mut e.fields_v1 {
-                let spec = v.get("f:spec").and_then(|s| s.as_object()).map(|s| {
-                    s.keys()
-                        .map(|k| (k.clone(), serde_json::json!({})))
-                        .collect::<serde_json::Map<_, _>>()
-                });
-                *v = match spec {
-                    Some(s) => serde_json::json!({ "f:spec": s }),
-                    None => serde_json::json!({}),
-                };
-            }
-        }
     }
 }
 
 impl Watched for Namespace {
     const KIND: Kind = Kind::Namespaces;
-    fn apply(st: &mut State, _: &Engine, o: Self) {
-        st.apply_namespace(&o)
+    /// Name and labels: all a namespaceSelector reads.
+    type Item = (String, Labels);
+    fn project(o: Self) -> (String, Labels) {
+        (
+            o.metadata.name.unwrap_or_default(),
+            o.metadata.labels.unwrap_or_default(),
+        )
     }
-    fn delete(st: &mut State, o: &Self) {
-        st.delete_namespace(o)
+    fn apply(st: &mut State, _: &Engine, (name, labels): (String, Labels)) {
+        st.apply_namespace(name, labels)
     }
-    fn reset(st: &mut State, _: &Engine, all: Vec<Self>) {
+    fn delete(st: &mut State, (name, _): &(String, Labels)) {
+        st.delete_namespace(name)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<(String, Labels)>) {
         st.reset_namespaces(all)
-    }
-    fn strip(o: &mut Self) {
-        o.metadata.managed_fields = None;
-        o.metadata.annotations = None;
-        o.spec = None;
-        o.status = None;
     }
 }
 
+/// Baselines and findings are kept whole, less their managedFields (the
+/// index drops those, whichever way an object arrives).
 impl Watched for CronJobBaseline {
     const KIND: Kind = Kind::Baselines;
+    type Item = Self;
+    fn project(o: Self) -> Self {
+        o
+    }
     fn apply(st: &mut State, engine: &Engine, o: Self) {
         st.apply_baseline(engine, o)
     }
@@ -343,13 +339,14 @@ impl Watched for CronJobBaseline {
     fn reset(st: &mut State, engine: &Engine, all: Vec<Self>) {
         st.reset_baselines(engine, all)
     }
-    fn strip(o: &mut Self) {
-        o.metadata.managed_fields = None;
-    }
 }
 
 impl Watched for CronJobFinding {
     const KIND: Kind = Kind::Findings;
+    type Item = Self;
+    fn project(o: Self) -> Self {
+        o
+    }
     fn apply(st: &mut State, _: &Engine, o: Self) {
         st.apply_finding(o)
     }
@@ -359,9 +356,16 @@ impl Watched for CronJobFinding {
     fn reset(st: &mut State, _: &Engine, all: Vec<Self>) {
         st.reset_findings(all)
     }
-    fn strip(o: &mut Self) {
-        o.metadata.managed_fields = None;
-    }
+}
+
+/// A watch event with its object projected (and `None` when the object's
+/// namespace is not watched).
+enum Change<T> {
+    Init,
+    InitApply(Option<T>),
+    InitDone,
+    Apply(Option<T>),
+    Delete(Option<T>),
 }
 
 /// Feed one watch into the index. The watcher relists on 410 Gone and
@@ -369,49 +373,40 @@ impl Watched for CronJobFinding {
 pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<Notify>) {
     let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .map_ok(|mut e| {
-            match &mut e {
-                Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) => K::strip(o),
-                _ => {}
-            }
-            e
-        })
         .boxed();
-    let mut buffer: Vec<K> = Vec::new();
+    let mut buffer: Vec<K::Item> = Vec::new();
+    let project = |o: K| watched(&ctl.args, &o).then(|| K::project(o));
     while let Some(ev) = stream.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
+        let change = match ev {
+            Ok(Event::Init) => Change::Init,
+            Ok(Event::InitApply(o)) => Change::InitApply(project(o)),
+            Ok(Event::InitDone) => Change::InitDone,
+            Ok(Event::Apply(o)) => Change::Apply(project(o)),
+            Ok(Event::Delete(o)) => Change::Delete(project(o)),
             Err(e) => {
                 warn!(kind = ?K::KIND, error = %e, "watch error; retrying with backoff");
                 continue;
             }
         };
-        {
-            let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
-            match ev {
-                Event::Init => buffer.clear(),
-                Event::InitApply(o) => {
-                    if watched(&ctl.args, &o) {
-                        buffer.push(o)
-                    }
-                }
-                Event::InitDone => {
-                    K::reset(&mut st, &ctl.engine, std::mem::take(&mut buffer));
-                    st.set_synced(K::KIND);
-                    info!(kind = ?K::KIND, "watch synced");
-                }
-                Event::Apply(o) => {
-                    if watched(&ctl.args, &o) {
-                        K::apply(&mut st, &ctl.engine, o)
-                    }
-                }
-                Event::Delete(o) => {
-                    if watched(&ctl.args, &o) {
-                        K::delete(&mut st, &o)
-                    }
-                }
+        match change {
+            Change::Init => buffer.clear(),
+            Change::InitApply(item) => buffer.extend(item),
+            Change::InitDone => {
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::reset(&mut st, &ctl.engine, std::mem::take(&mut buffer));
+                st.set_synced(K::KIND);
+                ctl.metrics.ready.store(st.synced(), Ordering::Relaxed);
+                info!(kind = ?K::KIND, "watch synced");
             }
-            ctl.metrics.ready.store(st.synced(), Ordering::Relaxed);
+            Change::Apply(Some(item)) => {
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::apply(&mut st, &ctl.engine, item);
+            }
+            Change::Delete(Some(item)) => {
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::delete(&mut st, &item);
+            }
+            Change::Apply(None) | Change::Delete(None) => continue,
         }
         notify.notify_one();
     }

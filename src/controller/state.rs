@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 
 use crate::api::{CronJobBaseline, CronJobFinding};
@@ -69,59 +67,56 @@ impl State {
 
     // ------------------------------------------------------------ CronJobs
 
-    pub fn apply_cronjob(&mut self, cj: CronJob) {
-        let view = CronJobView::from(cj);
-        let ns = view.namespace.clone();
-        let slot = self.cronjobs.entry(ns.clone()).or_default();
+    pub fn apply_cronjob(&mut self, view: CronJobView) {
+        let slot = self.cronjobs.entry(view.namespace.clone()).or_default();
         if slot.get(&view.name) == Some(&view) {
             return;
         }
+        let ns = view.namespace.clone();
         slot.insert(view.name.clone(), view);
         self.mark(&ns);
     }
 
-    pub fn delete_cronjob(&mut self, cj: &CronJob) {
-        let ns = cj.namespace().unwrap_or_default();
-        if let Some(m) = self.cronjobs.get_mut(&ns) {
-            m.remove(&cj.name_any());
+    pub fn delete_cronjob(&mut self, ns: &str, name: &str) {
+        if let Some(m) = self.cronjobs.get_mut(ns) {
+            m.remove(name);
         }
-        self.mark(&ns);
+        self.mark(ns);
     }
 
-    pub fn reset_cronjobs(&mut self, all: Vec<CronJob>) {
+    pub fn reset_cronjobs(&mut self, mut all: Vec<CronJobView>) {
+        // Built from sorted runs, a BTreeMap packs its nodes full; inserted
+        // one by one, they end about half empty, and a node holds 11 views.
+        all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.cronjobs.clear();
-        for cj in all {
-            let v = CronJobView::from(cj);
-            self.cronjobs
-                .entry(v.namespace.clone())
-                .or_default()
-                .insert(v.name.clone(), v);
+        let mut all = all.into_iter().peekable();
+        while let Some(first) = all.next() {
+            let ns = first.namespace.clone();
+            let mut run = vec![(first.name.clone(), first)];
+            while let Some(v) = all.next_if(|v| v.namespace == ns) {
+                run.push((v.name.clone(), v));
+            }
+            self.cronjobs.insert(ns, run.into_iter().collect());
         }
         self.all_dirty = true;
     }
 
     // ------------------------------------------------------------ Namespaces
 
-    pub fn apply_namespace(&mut self, ns: &Namespace) {
-        let name = ns.name_any();
-        let labels = ns.labels().clone();
+    pub fn apply_namespace(&mut self, name: String, labels: Labels) {
         if self.namespaces.get(&name) != Some(&labels) {
-            self.namespaces.insert(name.clone(), labels);
             self.mark(&name);
+            self.namespaces.insert(name, labels);
         }
     }
 
-    pub fn delete_namespace(&mut self, ns: &Namespace) {
-        let name = ns.name_any();
-        self.namespaces.remove(&name);
-        self.mark(&name);
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+        self.mark(name);
     }
 
-    pub fn reset_namespaces(&mut self, all: Vec<Namespace>) {
-        self.namespaces = all
-            .iter()
-            .map(|n| (n.name_any(), n.labels().clone()))
-            .collect();
+    pub fn reset_namespaces(&mut self, all: Vec<(String, Labels)>) {
+        self.namespaces = all.into_iter().collect();
         self.all_dirty = true;
     }
 
@@ -143,7 +138,8 @@ impl State {
 
     /// A baseline change re-evaluates the namespaces it governed before and
     /// governs now, nothing else (SPEC 5).
-    pub fn apply_baseline(&mut self, engine: &Engine, b: CronJobBaseline) {
+    pub fn apply_baseline(&mut self, engine: &Engine, mut b: CronJobBaseline) {
+        b.metadata.managed_fields = None;
         let k = key(&b.namespace().unwrap_or_default(), &b.name_any());
         let unchanged = self.baselines.get(&k).is_some_and(|(old, _)| {
             old.spec == b.spec && old.metadata.generation == b.metadata.generation
@@ -182,7 +178,8 @@ impl State {
     pub fn reset_baselines(&mut self, engine: &Engine, all: Vec<CronJobBaseline>) {
         self.baselines = all
             .into_iter()
-            .map(|b| {
+            .map(|mut b| {
+                b.metadata.managed_fields = None;
                 let c = engine.compile(&b);
                 (
                     key(&b.namespace().unwrap_or_default(), &b.name_any()),
@@ -198,7 +195,10 @@ impl State {
 
     /// Newer wins: a watch event older than what a write returned is
     /// ignored, so a lagging watch never makes us re-emit Events.
-    pub fn apply_finding(&mut self, f: CronJobFinding) {
+    pub fn apply_finding(&mut self, mut f: CronJobFinding) {
+        // managedFields of a finding are several KB of JSON nobody reads;
+        // writes return them too, not only the watch.
+        f.metadata.managed_fields = None;
         let ns = f.namespace().unwrap_or_default();
         let slot = self.findings.entry(ns.clone()).or_default();
         if let Some(old) = slot.get(&f.name_any())
@@ -223,7 +223,8 @@ impl State {
 
     pub fn reset_findings(&mut self, all: Vec<CronJobFinding>) {
         self.findings.clear();
-        for f in all {
+        for mut f in all {
+            f.metadata.managed_fields = None;
             self.findings
                 .entry(f.namespace().unwrap_or_default())
                 .or_default()
