@@ -10,8 +10,8 @@ use cronwarden::engine::{CronJobView, Engine, Inventory, Settings};
 use cronwarden::synthetic::{self, Spec};
 use k8s_openapi::api::batch::v1::CronJob;
 
-/// mimalloc: evaluation allocates many small, short-lived strings; glibc's
-/// allocator doubled the engine's time in `make bench`.
+/// mimalloc, as the binary uses: glibc's allocator tripled the evaluation
+/// time here (5.2 → 15.2 ms for 10,000 CronJobs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

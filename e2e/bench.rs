@@ -219,6 +219,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     })
     .await?;
     let ready = t0.elapsed();
+    let hwm_ready = rss_kib(ctl.proc.child.id(), "VmHWM:");
     let team_findings = || async {
         let all = Api::<CronJobFinding>::all(c.client.clone())
             .list(&ListParams::default())
@@ -256,6 +257,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         format!("scale: time until all {expected} findings are written"),
         format!("{:.1} s", all_written.as_secs_f64()),
     ));
+    let hwm_written = rss_kib(ctl.proc.child.id(), "VmHWM:");
 
     // Steady state begins once two full rounds in a row wrote nothing (the
     // baseline statuses follow the findings).
@@ -346,12 +348,18 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         ),
         format!("{:.1} s", t1.elapsed().as_secs_f64()),
     ));
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     report.push((
-        "scale: controller peak RSS (VmHWM)".into(),
-        format!(
-            "{:.1} MiB",
-            rss_kib(ctl.proc.child.id(), "VmHWM:") as f64 / 1024.0
-        ),
+        "scale: controller peak RSS (VmHWM) once ready (initial lists indexed)".into(),
+        mib(hwm_ready),
+    ));
+    report.push((
+        "scale: controller peak RSS (VmHWM) once all findings are written".into(),
+        mib(hwm_written),
+    ));
+    report.push((
+        "scale: controller peak RSS (VmHWM), whole run".into(),
+        mib(rss_kib(ctl.proc.child.id(), "VmHWM:")),
     ));
     Ok(())
 }

@@ -286,7 +286,16 @@ impl Cluster {
 
     /// Start `cronwarden run` as the ServiceAccount.
     pub fn controller(&self, name: &str, metrics_port: u16, extra: &[&str]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cronwarden"));
+        // E2E_CONTROLLER_WRAPPER runs the scale benchmark's controller under
+        // a profiler, e.g. `heaptrack` with a `--features sysalloc` build.
+        let mut cmd = match std::env::var("E2E_CONTROLLER_WRAPPER") {
+            Ok(w) if name == "bench-scale" => {
+                let mut c = Command::new(w);
+                c.arg(env!("CARGO_BIN_EXE_cronwarden"));
+                c
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_cronwarden")),
+        };
         cmd.arg("run")
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args([
