@@ -72,6 +72,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // A wrapper (E2E_CONTROLLER_WRAPPER=heaptrack) runs the controller as
+        // its child and does not pass a kill on: stop its children first.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

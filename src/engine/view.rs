@@ -2,10 +2,10 @@
 //!
 //! The controller keeps one [`CronJobView`] per CronJob of the cluster in
 //! memory, so the view is a projection, not the k8s-openapi object: a
-//! `CronJobSpec` is about 2.9 KB before its heap (every optional field of
+//! `CronJobSpec` is 2,720 bytes before its heap (every optional field of
 //! the Job, Pod and Container types is stored inline), and each `Container`
-//! about 1.6 KB. At 10,000 CronJobs the full objects cost the controller
-//! over 100 MiB; the projection costs about a tenth of that. Everything a
+//! 2,336; a view is 376. At 10,000 CronJobs the full objects cost the
+//! controller over 100 MiB; the projection costs about a tenth of that. Everything a
 //! rule needs is copied here when the object arrives, including the
 //! template hash, which is the only rule that needs the whole pod template.
 
@@ -166,7 +166,7 @@ impl From<PodSpec> for PodView {
 }
 
 /// Collect into a Vec of exactly the needed size. `vec.into_iter().map(..)
-/// .collect()` reuses the source allocation, so a list of 1.6 KB
+/// .collect()` reuses the source allocation, so a list of 2.3 KB
 /// `Container`s would stay allocated under the small views made from it.
 fn compact<T>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut v: Vec<T> = items.collect();
