@@ -35,6 +35,10 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
 pub async fn run(c: &Cluster) -> Result<(), String> {
     let mut report = Vec::<(String, String)>::new();
     latency(c, &mut report).await?;
@@ -297,10 +301,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     report.push((format!("scale: writes at steady state over {steady} s ({rounds} reconcile rounds, full re-evaluation every 2 s)"), format!("{writes}")));
     report.push((
         "scale: controller RSS at steady state (VmRSS)".into(),
-        format!(
-            "{:.1} MiB",
-            rss_kib(ctl.proc.child.id(), "VmRSS:") as f64 / 1024.0
-        ),
+        mib(rss_kib(ctl.proc.child.id(), "VmRSS:")),
     ));
 
     // The edit: the wide baseline's pattern now matches every CronJob of
@@ -348,7 +349,6 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         ),
         format!("{:.1} s", t1.elapsed().as_secs_f64()),
     ));
-    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     report.push((
         "scale: controller peak RSS (VmHWM) once ready (initial lists indexed)".into(),
         mib(hwm_ready),

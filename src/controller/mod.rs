@@ -358,16 +358,6 @@ impl Watched for CronJobFinding {
     }
 }
 
-/// A watch event with its object projected (and `None` when the object's
-/// namespace is not watched).
-enum Change<T> {
-    Init,
-    InitApply(Option<T>),
-    InitDone,
-    Apply(Option<T>),
-    Delete(Option<T>),
-}
-
 /// Feed one watch into the index. The watcher relists on 410 Gone and
 /// backs off on errors; a malformed object is logged, never fatal.
 pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<Notify>) {
@@ -377,36 +367,30 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
     let mut buffer: Vec<K::Item> = Vec::new();
     let project = |o: K| watched(&ctl.args, &o).then(|| K::project(o));
     while let Some(ev) = stream.next().await {
-        let change = match ev {
-            Ok(Event::Init) => Change::Init,
-            Ok(Event::InitApply(o)) => Change::InitApply(project(o)),
-            Ok(Event::InitDone) => Change::InitDone,
-            Ok(Event::Apply(o)) => Change::Apply(project(o)),
-            Ok(Event::Delete(o)) => Change::Delete(project(o)),
-            Err(e) => {
-                warn!(kind = ?K::KIND, error = %e, "watch error; retrying with backoff");
-                continue;
-            }
-        };
-        match change {
-            Change::Init => buffer.clear(),
-            Change::InitApply(item) => buffer.extend(item),
-            Change::InitDone => {
+        match ev {
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(o)) => buffer.extend(project(o)),
+            Ok(Event::InitDone) => {
                 let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
                 K::reset(&mut st, &ctl.engine, std::mem::take(&mut buffer));
                 st.set_synced(K::KIND);
                 ctl.metrics.ready.store(st.synced(), Ordering::Relaxed);
                 info!(kind = ?K::KIND, "watch synced");
             }
-            Change::Apply(Some(item)) => {
+            Ok(Event::Apply(o)) => {
+                let Some(item) = project(o) else { continue };
                 let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
                 K::apply(&mut st, &ctl.engine, item);
             }
-            Change::Delete(Some(item)) => {
+            Ok(Event::Delete(o)) => {
+                let Some(item) = project(o) else { continue };
                 let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
                 K::delete(&mut st, &item);
             }
-            Change::Apply(None) | Change::Delete(None) => continue,
+            Err(e) => {
+                warn!(kind = ?K::KIND, error = %e, "watch error; retrying with backoff");
+                continue;
+            }
         }
         notify.notify_one();
     }
