@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::harness::{Cluster, metric};
-use crate::scenarios::{baseline_yaml, cronjob_yaml, wait};
+use crate::support::{baseline_yaml, cronjob_yaml, wait};
 use cronwarden::api::{CronJobBaseline, CronJobFinding, FindingState};
 use cronwarden::engine::{CronJobView, Engine, Inventory, Settings};
 use cronwarden::synthetic::{self, Spec};
@@ -39,7 +39,22 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-pub async fn run(c: &Cluster) -> Result<(), String> {
+/// `make bench-e2e`: detection latency and behaviour at scale.
+pub async fn bench(c: &Cluster) -> i32 {
+    match run(c).await {
+        Ok(()) => {
+            println!("1 passed, 0 failed");
+            0
+        }
+        Err(e) => {
+            println!("bench failed: {e}");
+            println!("0 passed, 1 failed");
+            1
+        }
+    }
+}
+
+async fn run(c: &Cluster) -> Result<(), String> {
     let mut report = Vec::<(String, String)>::new();
     latency(c, &mut report).await?;
     scale(c, &mut report).await?;

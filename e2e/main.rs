@@ -1,7 +1,9 @@
 //! End-to-end: the real `cronwarden` binary against a real kube-apiserver,
 //! checked the way a user sees it (kubectl get/describe, Events, baseline
-//! status, metrics). Scenarios 1-12 of the e2e issue; `-- bench` runs the
-//! measurements instead (`make bench-e2e`).
+//! status, metrics). The scenarios of the e2e issue, one function each,
+//! named by what it proves (`scenarios/`); `-- bench` runs the
+//! measurements instead (`make bench-e2e`). Both use the shared helpers and
+//! manifest builders in `support`, never each other.
 //!
 //! A custom harness (harness = false) so the skip line and progress are
 //! never swallowed by output capture.
@@ -9,6 +11,7 @@
 mod bench;
 mod harness;
 mod scenarios;
+mod support;
 
 use std::time::Instant;
 
@@ -31,7 +34,7 @@ fn main() {
         };
         let start = Instant::now();
         let code = if bench {
-            scenarios::bench(&cluster).await
+            bench::bench(&cluster).await
         } else {
             scenarios::run_all(&cluster).await
         };

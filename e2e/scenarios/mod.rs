@@ -1,0 +1,125 @@
+//! The scenarios. Each uses its own namespace and asserts through the API
+//! with a deadline; "nothing happened" is asserted after the controller has
+//! completed further reconcile rounds (read from its metrics), never after
+//! a bare sleep.
+//!
+//! By theme: `findings` (a finding's life), `baselines` (what a baseline
+//! says and how it is checked), `operations` (restart, failover,
+//! enforcement; they replace the running controller, so they run last).
+
+mod baselines;
+mod findings;
+mod operations;
+
+use std::time::Instant;
+
+use crate::harness::Cluster;
+
+// One namespace per scenario. A few scenarios continue from an earlier
+// one's objects on purpose; they name the namespace they borrow.
+const NS_UNAPPROVED: &str = "e2e-unapproved";
+const NS_DRIFT: &str = "e2e-drift";
+const NS_HEURISTICS: &str = "e2e-heuristics";
+const NS_HAND_EDITS: &str = "e2e-hand-edits";
+const NS_INVALID_BASELINES: &str = "e2e-invalid-baselines";
+const NS_MANAGED_FIELDS: &str = "e2e-managed-fields";
+const NS_SNAPSHOT_PIN: &str = "e2e-snapshot-pin";
+const NS_FAILOVER: &str = "e2e-failover";
+const NS_ENFORCEMENT: &str = "e2e-enforcement";
+
+macro_rules! scenario {
+    ($results:expr, $name:expr, $body:expr) => {{
+        let start = Instant::now();
+        let r: Result<(), String> = $body.await;
+        match &r {
+            Ok(()) => println!(
+                "e2e {:<60} ok ({:.1}s)",
+                $name,
+                start.elapsed().as_secs_f64()
+            ),
+            Err(e) => println!("e2e {:<60} FAILED: {e}", $name),
+        }
+        $results.push(($name, r));
+    }};
+}
+
+/// Runs every scenario in a fixed order: later ones build on earlier ones'
+/// objects, the restart scenario counts the Events of all before it, and
+/// restart, failover and enforcement replace the controller, so they come
+/// last.
+pub async fn run_all(c: &Cluster) -> i32 {
+    let mut results: Vec<(&str, Result<(), String>)> = Vec::new();
+    let mut ctl = c.start_controller("cronwarden-a", &[]);
+    if let Err(e) = ctl.ready().await {
+        println!("e2e controller did not start: {e}");
+        c.diagnostics(&[&ctl]).await;
+        println!("0 passed, 1 failed");
+        return 1;
+    }
+    scenario!(
+        results,
+        "unapproved CronJob -> finding, Event, columns, describe",
+        findings::unapproved_cronjob_gets_finding_and_event(c)
+    );
+    scenario!(
+        results,
+        "approving it resolves the finding (Approved), one Event",
+        findings::approving_resolves_finding(c, &ctl)
+    );
+    scenario!(
+        results,
+        "drift of image and schedule, then revert",
+        findings::image_and_schedule_drift_then_revert(c, &ctl)
+    );
+    scenario!(
+        results,
+        "heuristics in an ungoverned namespace",
+        findings::heuristics_in_ungoverned_namespace(c)
+    );
+    scenario!(
+        results,
+        "deleted CronJob: evidence kept, then retention",
+        findings::deleted_cronjob_keeps_evidence_then_retention(c)
+    );
+    scenario!(
+        results,
+        "hand-deleted finding recreated, hand edit restored",
+        findings::hand_deleted_finding_recreated_and_edit_restored(c)
+    );
+    scenario!(
+        results,
+        "invalid baselines: schema rejects, engine rejects",
+        baselines::invalid_baselines_rejected(c, &ctl)
+    );
+    scenario!(
+        results,
+        "managedFields: two managers, DeployPathNotApproved",
+        baselines::second_field_manager_violates_deploy_path(c)
+    );
+    scenario!(
+        results,
+        "snapshot --pin-template approves the served object",
+        baselines::snapshot_pin_approves_served_object(c, &ctl)
+    );
+    scenario!(
+        results,
+        "restart: no new Events, no writes",
+        operations::restart_writes_nothing(c, &mut ctl)
+    );
+    scenario!(
+        results,
+        "two replicas: only the leader writes; failover",
+        operations::failover_between_replicas(c, &mut ctl)
+    );
+    scenario!(
+        results,
+        "enforcement off: untouched; on: suspended",
+        operations::enforcement_suspends_only_when_allowed(c, &mut ctl)
+    );
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if failed > 0 {
+        c.diagnostics(&[&ctl]).await;
+    }
+    println!("{} passed, {} failed", results.len() - failed, failed);
+    i32::from(failed > 0)
+}

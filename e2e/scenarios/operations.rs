@@ -1,0 +1,162 @@
+//! Running the controller: a restart that writes nothing, two replicas
+//! with leader failover, and enforcement off then on. These replace the
+//! running controller (`ctl`), so `run_all` runs them last.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::Api;
+
+use super::{
+    NS_DRIFT, NS_ENFORCEMENT, NS_FAILOVER, NS_HAND_EDITS, NS_HEURISTICS, NS_INVALID_BASELINES,
+    NS_MANAGED_FIELDS, NS_SNAPSHOT_PIN, NS_UNAPPROVED,
+};
+use crate::harness::{Cluster, http_get, metric};
+use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, wait};
+
+/// The namespaces where the scenarios before the restart had Events emitted.
+const WITH_EVENTS: [&str; 7] = [
+    NS_UNAPPROVED,
+    NS_DRIFT,
+    NS_HEURISTICS,
+    NS_HAND_EDITS,
+    NS_INVALID_BASELINES,
+    NS_MANAGED_FIELDS,
+    NS_SNAPSHOT_PIN,
+];
+
+pub(super) async fn restart_writes_nothing(c: &Cluster, ctl: &mut Ctl) -> Result<(), String> {
+    let before_events: usize = {
+        let mut n = 0;
+        for ns in WITH_EVENTS {
+            n += c.events(ns).await.len();
+        }
+        n
+    };
+    ctl.proc.terminate();
+    let restarted = c.start_controller("cronwarden-a2", &[]);
+    restarted.ready().await?;
+    restarted.settle(3).await?;
+    let m = restarted.metrics().await;
+    let applied = metric(&m, "cronwarden_writes_total", "result=\"applied\"");
+    let events = metric(&m, "cronwarden_events_emitted_total", "");
+    let skipped = metric(&m, "cronwarden_writes_total", "result=\"skipped\"");
+    let mut after_events = 0;
+    for ns in WITH_EVENTS {
+        after_events += c.events(ns).await.len();
+    }
+    *ctl = restarted;
+    ensure(
+        applied == 0.0,
+        format!("{applied} writes after restart, want 0"),
+    )?;
+    ensure(
+        events == 0.0 && after_events == before_events,
+        format!("{events} Events emitted after restart ({before_events} -> {after_events})"),
+    )?;
+    ensure(skipped > 0.0, "the restarted controller compared findings")
+}
+
+pub(super) async fn failover_between_replicas(c: &Cluster, ctl: &mut Ctl) -> Result<(), String> {
+    let ns = NS_FAILOVER;
+    c.namespace(ns)?;
+    c.apply(&baseline_yaml(ns, "team", "    - name: nobody\n"))?;
+    let standby = c.start_controller("cronwarden-b", &[]);
+    wait("standby ready", Duration::from_secs(60), || async {
+        http_get(standby.port, "/readyz").await
+    })
+    .await?;
+    c.apply(&cronjob_yaml(
+        ns,
+        "first",
+        "0 1 * * *",
+        "registry.example.com/x:1",
+        "",
+    ))?;
+    c.open_finding(ns, "first", &["NotInBaseline"]).await?;
+    // Standbys do not reconcile: let the leader finish two more rounds.
+    ctl.settle(2).await?;
+    let m = standby.metrics().await;
+    ensure(
+        metric(&m, "cronwarden_leader", "") == 0.0,
+        "standby must not lead",
+    )?;
+    ensure(
+        metric(&m, "cronwarden_writes_total", "result=\"applied\"") == 0.0,
+        "standby wrote",
+    )?;
+    // Crash the leader: no release, the standby waits out the Lease.
+    ctl.proc.kill();
+    let killed = Instant::now();
+    c.apply(&cronjob_yaml(
+        ns,
+        "second",
+        "0 1 * * *",
+        "registry.example.com/x:1",
+        "",
+    ))?;
+    c.open_finding(ns, "second", &["NotInBaseline"]).await?;
+    let took = killed.elapsed();
+    println!(
+        "e2e     failover: new violation recorded {:.1}s after the leader was killed (lease 4s)",
+        took.as_secs_f64()
+    );
+    *ctl = standby;
+    ensure(
+        took <= Duration::from_secs(4 + 5),
+        format!("took {took:?}, want <= lease duration + 5s"),
+    )
+}
+
+pub(super) async fn enforcement_suspends_only_when_allowed(
+    c: &Cluster,
+    ctl: &mut Ctl,
+) -> Result<(), String> {
+    let ns = NS_ENFORCEMENT;
+    c.namespace(ns)?;
+    c.apply(&format!(
+        "apiVersion: cronwarden.io/v1alpha1\nkind: CronJobBaseline\nmetadata: {{name: strict, namespace: {ns}}}\nspec:\n  enforcement: Suspend\n  approved:\n    - name: allowed\n"
+    ))?;
+    c.apply(&cronjob_yaml(
+        ns,
+        "intruder",
+        "0 1 * * *",
+        "registry.example.com/x:1",
+        "",
+    ))?;
+    c.open_finding(ns, "intruder", &["NotInBaseline"]).await?;
+    ctl.settle(2).await?;
+    let api = Api::<CronJob>::namespaced(c.client.clone(), ns);
+    let cj = api.get("intruder").await.map_err(|e| e.to_string())?;
+    ensure(
+        cj.spec.suspend != Some(true),
+        "suspended although enforcement is off",
+    )?;
+    // Enforcement on: the optional ClusterRole plus the flag.
+    c.kubectl(&["apply", "--server-side", "-k", "config/enforcement"])?;
+    ctl.proc.terminate();
+    let enforcing = c.start_controller("cronwarden-enforcing", &["--allow-enforcement"]);
+    enforcing.ready().await?;
+    *ctl = enforcing;
+    let cj = wait("CronJob suspended", DEADLINE, || async {
+        api.get("intruder")
+            .await
+            .ok()
+            .filter(|cj| cj.spec.suspend == Some(true))
+    })
+    .await?;
+    let ann = cj.metadata.annotations.unwrap_or_default();
+    ensure(
+        ann.get("cronwarden.io/suspended-by").map(String::as_str)
+            == Some(format!("{ns}/strict").as_str()),
+        format!("annotations {ann:?}"),
+    )?;
+    wait("CronJobSuspended Event", DEADLINE, || async {
+        (!c.events_about(ns, "intruder", "CronJobSuspended")
+            .await
+            .is_empty())
+        .then_some(())
+    })
+    .await?;
+    Ok(())
+}

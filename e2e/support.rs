@@ -1,0 +1,234 @@
+//! What the scenarios and the bench share: deadlines and polling, the
+//! running controller (`Ctl`), manifest builders, and `Cluster` helpers that
+//! read findings, baselines and Events the way a user sees them. Neither
+//! `scenarios` nor `bench` imports the other; both import from here.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::harness::{Cluster, Proc, free_metrics_port, http_get, metric};
+use cronwarden::api::{CronJobFinding, FindingState};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Ctl {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Ctl {
+    pub async fn metrics(&self) -> String {
+        http_get(self.port, "/metrics").await.unwrap_or_default()
+    }
+
+    pub async fn rounds(&self) -> f64 {
+        metric(
+            &self.metrics().await,
+            "cronwarden_reconcile_duration_seconds_count",
+            "",
+        )
+    }
+
+    /// Wait until the controller has finished `n` more reconcile rounds.
+    pub async fn settle(&self, n: usize) -> Result<(), String> {
+        let start = self.rounds().await;
+        wait("reconcile rounds", DEADLINE, || async {
+            (self.rounds().await >= start + n as f64).then_some(())
+        })
+        .await
+    }
+
+    pub async fn ready(&self) -> Result<(), String> {
+        wait(
+            "controller ready and leading",
+            Duration::from_secs(60),
+            || async {
+                let ok = http_get(self.port, "/readyz").await.is_some();
+                let m = self.metrics().await;
+                (ok && metric(&m, "cronwarden_leader", "") == 1.0).then_some(())
+            },
+        )
+        .await
+    }
+}
+
+/// Poll until `f` gives a value or the deadline passes.
+pub async fn wait<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+pub fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(msg.into()) }
+}
+
+pub fn cronjob_yaml(ns: &str, name: &str, schedule: &str, image: &str, pod_extra: &str) -> String {
+    format!(
+        r#"apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  schedule: "{schedule}"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+{pod_extra}          containers:
+            - name: main
+              image: {image}
+"#
+    )
+}
+
+pub fn baseline_yaml(ns: &str, name: &str, entries: &str) -> String {
+    format!(
+        "apiVersion: cronwarden.io/v1alpha1\nkind: CronJobBaseline\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  approved:\n{entries}"
+    )
+}
+
+impl Cluster {
+    pub fn apply(&self, yaml: &str) -> Result<String, String> {
+        let path = self.dir.path().join(format!(
+            "apply-{}.yaml",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::write(&path, yaml).unwrap();
+        self.kubectl(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    pub fn namespace(&self, ns: &str) -> Result<(), String> {
+        self.kubectl(&["create", "namespace", ns]).map(|_| ())
+    }
+
+    pub async fn finding(&self, ns: &str, name: &str) -> Option<CronJobFinding> {
+        Api::<CronJobFinding>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn events(&self, ns: &str) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("cronwarden.io/controller"))
+            .collect()
+    }
+
+    pub async fn events_about(&self, ns: &str, regarding: &str, reason: &str) -> Vec<Event> {
+        self.events(ns)
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .collect()
+    }
+
+    /// Wait for an open finding holding every rule in `rules`.
+    pub async fn open_finding(
+        &self,
+        ns: &str,
+        name: &str,
+        rules: &[&str],
+    ) -> Result<CronJobFinding, String> {
+        wait(
+            &format!("finding {ns}/{name} open with {rules:?}"),
+            DEADLINE,
+            || async {
+                let f = self.finding(ns, name).await?;
+                let s = f.status.as_ref()?;
+                let have: Vec<&str> = s.rules.split(',').collect();
+                (s.state == FindingState::Open && rules.iter().all(|r| have.contains(r)))
+                    .then_some(f)
+            },
+        )
+        .await
+    }
+
+    pub async fn resolved_finding(
+        &self,
+        ns: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<CronJobFinding, String> {
+        wait(
+            &format!("finding {ns}/{name} resolved ({reason})"),
+            DEADLINE,
+            || async {
+                let f = self.finding(ns, name).await?;
+                let s = f.status.as_ref()?;
+                let active = s.conditions.iter().find(|c| c.type_ == "Active")?;
+                (s.state == FindingState::Resolved
+                    && active.status == "False"
+                    && active.reason == reason)
+                    .then_some(f)
+            },
+        )
+        .await
+    }
+
+    pub fn start_controller(&self, name: &str, extra: &[&str]) -> Ctl {
+        let port = free_metrics_port();
+        Ctl {
+            proc: self.controller(name, port, extra),
+            port,
+        }
+    }
+
+    pub async fn diagnostics(&self, ctls: &[&Ctl]) {
+        for c in ctls {
+            eprintln!(
+                "--- {} log (last 40 lines)\n{}",
+                c.proc.name,
+                c.proc.tail(40)
+            );
+        }
+        eprintln!(
+            "--- findings\n{}",
+            self.kubectl(&["get", "cjf", "-A", "-o", "wide"])
+                .unwrap_or_else(|e| e)
+        );
+        eprintln!(
+            "--- baselines\n{}",
+            self.kubectl(&["get", "cjb", "-A"]).unwrap_or_else(|e| e)
+        );
+        eprintln!(
+            "--- events\n{}",
+            self.kubectl(&[
+                "get",
+                "events.events.k8s.io",
+                "-A",
+                "--field-selector",
+                "reportingController=cronwarden.io/controller"
+            ])
+            .or_else(|_| self.kubectl(&["get", "events", "-A"]))
+            .unwrap_or_else(|e| e)
+        );
+    }
+}
