@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::api::{Rule, Severity};
 use crate::engine::Settings;
 use crate::engine::normalize::parse_duration;
+use crate::error::SettingsError;
 use crate::scan::Format;
 use crate::snapshot::ImageMode;
 
@@ -236,7 +237,7 @@ pub struct ConfigFile {
 impl RunArgs {
     /// Merge the config file under what flags and environment set; `m` are
     /// the matches of the `run` subcommand, to tell defaults from choices.
-    pub fn resolve(mut self, m: &clap::ArgMatches) -> Result<RunArgs, String> {
+    pub fn resolve(mut self, m: &clap::ArgMatches) -> Result<RunArgs, SettingsError> {
         use clap::parser::ValueSource;
         let explicit = |id: &str| {
             matches!(
@@ -245,11 +246,17 @@ impl RunArgs {
             )
         };
         if let Some(path) = &self.config {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let f: ConfigFile =
-                serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            let p = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
+            let file = |why: String| SettingsError::ConfigFile {
+                path: path.clone(),
+                why,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+            let f: ConfigFile = serde_saphyr::from_str(&text).map_err(|e| file(e.to_string()))?;
+            let p = |field: &'static str, why: String| SettingsError::ConfigField {
+                path: path.clone(),
+                field,
+                why,
+            };
             if let (Some(v), false) = (f.namespaces, explicit("namespaces")) {
                 self.namespaces = v;
             }

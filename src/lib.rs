@@ -9,7 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod engine;
-pub mod lease;
+pub mod error;
 pub mod manifest;
 pub mod scan;
 pub mod snapshot;

@@ -2,7 +2,6 @@
 //! `List` objects. Every problem names the file, the document and the field.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -12,52 +11,7 @@ use serde_json::Value;
 use crate::api::CronJobBaseline;
 use crate::engine::{CronJobView, Inventory, normalize};
 
-/// Where an object came from: `file (document N)`, N counted from 1;
-/// document 0 stands for the file as a whole.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Source {
-    pub file: String,
-    pub document: usize,
-    /// Index inside a `List`, when the object was one of its items.
-    pub item: Option<usize>,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if self.document == 0 {
-            return Ok(());
-        }
-        write!(f, " (document {}", self.document)?;
-        if let Some(i) = self.item {
-            write!(f, ", items[{i}]")?;
-        }
-        f.write_str(")")
-    }
-}
-
-/// A bad input, named precisely enough to fix it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputError {
-    pub source: Source,
-    /// `kind namespace/name`, when known.
-    pub object: Option<String>,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.source)?;
-        if let Some(o) = &self.object {
-            write!(f, ": {o}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": field {field}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+pub use crate::error::{InputError, Source};
 
 /// Objects read from manifests, with where each came from.
 #[derive(Debug, Default)]
@@ -74,17 +28,22 @@ const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 /// Expand paths: files as given, folders recursively (`*.yaml`, `*.yml`,
 /// `*.json`, sorted), `-` for stdin.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut out = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
             out.push(p.clone());
         } else if p.is_dir() {
-            walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
+            walk(p, &mut out).map_err(|e| {
+                InputError::document(Source::file(p.display().to_string()), e.to_string())
+            })?;
         } else if p.exists() {
             out.push(p.clone());
         } else {
-            return Err(format!("{}: no such file or folder", p.display()));
+            return Err(InputError::document(
+                Source::file(p.display().to_string()),
+                "no such file or folder",
+            ));
         }
     }
     Ok(out)
@@ -117,16 +76,7 @@ impl Loaded {
         let files = match expand(paths) {
             Ok(f) => f,
             Err(e) => {
-                loaded.errors.push(InputError {
-                    source: Source {
-                        file: e.split(':').next().unwrap_or("").to_owned(),
-                        document: 0,
-                        item: None,
-                    },
-                    object: None,
-                    field: None,
-                    message: e,
-                });
+                loaded.errors.push(e);
                 return loaded;
             }
         };
@@ -144,16 +94,10 @@ impl Loaded {
             };
             match text {
                 Ok(t) => loaded.add_text(&name, &t),
-                Err(e) => loaded.errors.push(InputError {
-                    source: Source {
-                        file: name,
-                        document: 0,
-                        item: None,
-                    },
-                    object: None,
-                    field: None,
-                    message: format!("cannot read: {e}"),
-                }),
+                Err(e) => loaded.errors.push(InputError::document(
+                    Source::file(name),
+                    format!("cannot read: {e}"),
+                )),
             }
         }
         loaded
@@ -178,7 +122,7 @@ impl Loaded {
                     let msg = msg.lines().next().unwrap_or("");
                     let msg = msg.strip_prefix("error: ").unwrap_or(msg).to_owned();
                     self.errors.push(InputError {
-                        source,
+                        location: source,
                         object: None,
                         field: None,
                         message: format!(
@@ -198,7 +142,7 @@ impl Loaded {
             Value::Object(o) => o,
             _ => {
                 self.errors.push(InputError {
-                    source,
+                    location: source,
                     object: None,
                     field: None,
                     message: "document is not a mapping (a Kubernetes object)".into(),
@@ -215,7 +159,7 @@ impl Loaded {
         if kind.ends_with("List") && obj.get("items").is_some() {
             let Some(items) = obj.get("items").and_then(Value::as_array) else {
                 self.errors.push(InputError {
-                    source,
+                    location: source,
                     object: Some(kind),
                     field: Some("items".into()),
                     message: "items is not a list".into(),
@@ -245,7 +189,7 @@ impl Loaded {
                     .unwrap_or("");
                 if name.is_empty() {
                     self.errors.push(InputError {
-                        source,
+                        location: source,
                         object: Some(ident),
                         field: Some("metadata.name".into()),
                         message: "is required".into(),
@@ -263,7 +207,7 @@ impl Loaded {
             }
             (_, "CronJobBaseline") | (_, "CronJob") if api_version.is_empty() => {
                 self.errors.push(InputError {
-                    source,
+                    location: source,
                     object: Some(ident),
                     field: Some("apiVersion".into()),
                     message: "is required".into(),
@@ -279,7 +223,7 @@ impl Loaded {
             o.insert("apiVersion".into(), Value::String("batch/v1".into()));
         }
         let err = |field: &str, message: String| InputError {
-            source: source.clone(),
+            location: source.clone(),
             object: Some(ident.clone()),
             field: Some(field.to_owned()),
             message,
@@ -333,7 +277,7 @@ impl Loaded {
             Ok(b) => b,
             Err((path, msg)) => {
                 self.errors.push(InputError {
-                    source,
+                    location: source,
                     object: Some(ident),
                     field: Some(path),
                     message: msg,
@@ -343,7 +287,7 @@ impl Loaded {
         };
         if b.metadata.name.as_deref().is_none_or(str::is_empty) {
             self.errors.push(InputError {
-                source,
+                location: source,
                 object: Some(ident),
                 field: Some("metadata.name".into()),
                 message: "is required".into(),

@@ -307,3 +307,66 @@ fn snapshot_pins_the_hash_that_a_served_object_has() {
         .collect();
     assert_eq!(rules, vec!["ScheduleNotApproved"]);
 }
+
+/// `scan -o openreports`: one openreports.io/v1alpha1 Report per namespace
+/// with findings, one result per violation, in the reports-api shape.
+#[test]
+fn openreports_output_is_one_report_per_namespace() {
+    let out = cronwarden(&["scan", "config/samples", "-o", "openreports"]);
+    assert_eq!(out.status.code(), Some(1), "findings in the samples");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let engine = Engine::new(Settings::default()).unwrap();
+    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    let mut namespaces: Vec<&str> = result
+        .evaluation
+        .findings
+        .iter()
+        .map(|f| f.namespace.as_str())
+        .collect();
+    namespaces.dedup();
+    let violations: usize = result
+        .evaluation
+        .findings
+        .iter()
+        .map(|f| f.violations.len())
+        .sum();
+    let docs: Vec<serde_json::Value> = text
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("each document is valid YAML"))
+        .collect();
+    assert_eq!(docs.len(), namespaces.len());
+    let mut results = 0;
+    for (doc, ns) in docs.iter().zip(&namespaces) {
+        assert_eq!(doc["apiVersion"], "openreports.io/v1alpha1");
+        assert_eq!(doc["kind"], "Report");
+        assert_eq!(doc["metadata"]["namespace"], *ns);
+        let rs = doc["results"].as_array().unwrap();
+        assert!(!rs.is_empty());
+        let (mut fail, mut warn) = (0, 0);
+        for r in rs {
+            assert_eq!(r["policy"], "cronwarden");
+            let rule: cronwarden::api::Rule = r["rule"].as_str().unwrap().parse().unwrap();
+            let sev: cronwarden::api::Severity = r["severity"].as_str().unwrap().parse().unwrap();
+            match r["result"].as_str().unwrap() {
+                "fail" => {
+                    fail += 1;
+                    assert!(sev >= cronwarden::api::Severity::High, "{rule}")
+                }
+                "warn" => {
+                    warn += 1;
+                    assert!(sev < cronwarden::api::Severity::High, "{rule}")
+                }
+                other => panic!("unexpected result {other}"),
+            }
+            assert_eq!(r["resources"][0]["kind"], "CronJob");
+            assert_eq!(r["resources"][0]["namespace"], *ns);
+            assert!(r["properties"]["field"].is_string());
+            assert!(r["timestamp"]["seconds"].is_i64());
+        }
+        assert_eq!(doc["summary"]["fail"], fail);
+        assert_eq!(doc["summary"]["warn"], warn);
+        results += rs.len();
+    }
+    assert_eq!(results, violations);
+}

@@ -19,7 +19,7 @@ use tower_test::mock::{self, Handle};
 use cronwarden::api::{CronJobBaseline, CronJobFinding};
 use cronwarden::cli::{Cli, Command};
 use cronwarden::controller::Controller;
-use cronwarden::controller::state::Kind;
+use cronwarden::controller::observe::index::Kind;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
@@ -582,7 +582,7 @@ async fn enforcement_suspends_only_when_allowed() {
 /// (built from sorted runs) and a later duplicate replaces the earlier one.
 #[test]
 fn reset_indexes_cronjobs_by_namespace_whatever_the_order() {
-    use cronwarden::controller::state::State;
+    use cronwarden::controller::observe::index::State;
     use cronwarden::engine::CronJobView;
     let view = |ns: &str, name: &str, schedule: &str| CronJobView {
         namespace: ns.into(),

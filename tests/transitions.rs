@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use cronwarden::api::{CronJobFinding, FindingState, Rule};
-use cronwarden::controller::reconcile::{FindingAction, FindingChange, plan_finding};
+use cronwarden::controller::plan::{FindingAction, FindingChange, plan_finding};
 use cronwarden::engine::{CronJobView, DesiredFinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;

@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::Severity;
+use std::collections::BTreeMap;
+
+use super::{Rule, Severity};
 
 /// A pattern that `time.ParseDuration`-style durations (`90s`, `15m`, `1h30m`) match.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
@@ -140,11 +142,12 @@ pub struct ApprovedEntry {
     pub owner: Option<String>,
     /// Heuristic rules not reported for the CronJobs this entry matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
-    pub waive: Vec<HeuristicRule>,
+    #[schemars(schema_with = "crate::api::catalogue::waive_schema")]
+    pub waive: Vec<Rule>,
     /// Severity per rule ID for the CronJobs this entry matches.
-    #[serde(default, skip_serializing_if = "SeverityOverrides::is_empty")]
-    pub severity_overrides: SeverityOverrides,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::api::catalogue::severity_overrides_schema")]
+    pub severity_overrides: BTreeMap<Rule, Severity>,
 }
 
 /// The approved command line of one container. An omitted `command` or
@@ -175,88 +178,4 @@ pub struct CronJobBaselineStatus {
     pub open_findings: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-/// The heuristic rules (SPEC 3.2): the only ones a baseline may waive.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
-)]
-pub enum HeuristicRule {
-    HighFrequencySchedule,
-    PrivilegedJobTemplate,
-    HostPathMount,
-    SuspiciousCommand,
-    MutableImageReference,
-    UnapprovedRegistry,
-    SensitiveNamespace,
-    HistoryErasure,
-}
-
-impl From<HeuristicRule> for crate::api::Rule {
-    fn from(h: HeuristicRule) -> Self {
-        use crate::api::Rule as R;
-        match h {
-            HeuristicRule::HighFrequencySchedule => R::HighFrequencySchedule,
-            HeuristicRule::PrivilegedJobTemplate => R::PrivilegedJobTemplate,
-            HeuristicRule::HostPathMount => R::HostPathMount,
-            HeuristicRule::SuspiciousCommand => R::SuspiciousCommand,
-            HeuristicRule::MutableImageReference => R::MutableImageReference,
-            HeuristicRule::UnapprovedRegistry => R::UnapprovedRegistry,
-            HeuristicRule::SensitiveNamespace => R::SensitiveNamespace,
-            HeuristicRule::HistoryErasure => R::HistoryErasure,
-        }
-    }
-}
-
-macro_rules! severity_overrides {
-    ($($field:ident => $rule:ident),* $(,)?) => {
-        /// Severity per rule ID. A struct rather than a map, so the schema
-        /// itself rejects a key that is not a rule ID.
-        #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
-        #[serde(rename_all = "PascalCase")]
-        pub struct SeverityOverrides {
-            $(
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<Severity>,
-            )*
-        }
-
-        impl SeverityOverrides {
-            pub fn is_empty(&self) -> bool {
-                self.iter().is_empty()
-            }
-
-            /// The overrides that are set, by rule.
-            pub fn iter(&self) -> Vec<(crate::api::Rule, Severity)> {
-                let mut out = Vec::new();
-                $( if let Some(s) = self.$field { out.push((crate::api::Rule::$rule, s)); } )*
-                out
-            }
-
-            pub fn set(&mut self, rule: crate::api::Rule, severity: Severity) {
-                match rule {
-                    $( crate::api::Rule::$rule => self.$field = Some(severity), )*
-                }
-            }
-        }
-    };
-}
-
-severity_overrides! {
-    not_in_baseline => NotInBaseline,
-    schedule_not_approved => ScheduleNotApproved,
-    image_not_approved => ImageNotApproved,
-    service_account_not_approved => ServiceAccountNotApproved,
-    command_not_approved => CommandNotApproved,
-    template_drift => TemplateDrift,
-    deploy_path_not_approved => DeployPathNotApproved,
-    approved_cron_job_missing => ApprovedCronJobMissing,
-    high_frequency_schedule => HighFrequencySchedule,
-    privileged_job_template => PrivilegedJobTemplate,
-    host_path_mount => HostPathMount,
-    suspicious_command => SuspiciousCommand,
-    mutable_image_reference => MutableImageReference,
-    unapproved_registry => UnapprovedRegistry,
-    sensitive_namespace => SensitiveNamespace,
-    history_erasure => HistoryErasure,
 }

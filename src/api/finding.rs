@@ -54,6 +54,19 @@ pub struct Subject {
     pub uid: Option<String>,
 }
 
+impl Subject {
+    /// A batch/v1 CronJob; `uid` is None for an approved CronJob that is missing.
+    pub fn cronjob(namespace: &str, name: &str, uid: Option<String>) -> Subject {
+        Subject {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Acknowledgement {

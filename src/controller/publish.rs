@@ -11,34 +11,19 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
-use tracing::{debug, warn};
+use std::sync::atomic::Ordering;
 
-use super::reconcile::{BaselineChange, EventSpec, FindingChange};
+use futures::StreamExt;
+use tracing::{debug, error, warn};
+
+use super::plan::{BaselineChange, EventSpec, FindingAction, FindingChange, Plan};
 use crate::api::{
     ANNOTATION_SUSPENDED_BY, API_VERSION, CronJobBaseline, CronJobFinding, FIELD_MANAGER,
     REPORTING_CONTROLLER, reasons,
 };
 use crate::telemetry::{ErrorLabel, Metrics, ReasonLabel};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("{action} {object}: {source}")]
-    Api {
-        action: &'static str,
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-/// Conflicts, throttling and server errors are worth another try.
-pub fn retryable(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
+pub use crate::error::{ControllerError as PublishError, retryable};
 
 #[derive(Clone)]
 pub struct Publisher {
@@ -237,7 +222,7 @@ impl Publisher {
             reason: reasons::CRONJOB_SUSPENDED.into(),
             action: "Suspended".into(),
             note: format!("[high] CronJob {namespace}/{name} suspended by cronwarden: enforcement of baseline {baseline}"),
-            regarding: super::reconcile::cronjob_ref(namespace, name, cj.metadata.uid.as_deref()),
+            regarding: super::plan::cronjob_ref(namespace, name, cj.metadata.uid.as_deref()),
             related: None,
         })
         .await
@@ -279,5 +264,64 @@ fn error_label(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.code.to_string(),
         _ => "transport".into(),
+    }
+}
+
+impl super::Controller {
+    /// Publish a plan with bounded concurrency; what was written goes
+    /// straight into the index. Returns the number of failed actions (their
+    /// namespaces are marked dirty again).
+    pub async fn publish(&self, plan: Plan) -> usize {
+        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        futures::stream::iter(plan.findings)
+            .for_each_concurrent(self.args.write_concurrency, |action| {
+                let failures = failures.clone();
+                async move {
+                    let (ns, result) = match &action {
+                        FindingAction::Upsert(c) => {
+                            let r = self.publisher.finding(c).await;
+                            (c.namespace.clone(), r.map(|o| o.map(Ok)))
+                        }
+                        FindingAction::Delete { namespace, name } => {
+                            let r = self.publisher.delete_finding(namespace, name).await;
+                            (namespace.clone(), r.map(|_| Some(Err(name.clone()))))
+                        }
+                    };
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    match result {
+                        Ok(Some(Ok(obj))) => st.apply_finding(obj),
+                        Ok(Some(Err(name))) => {
+                            if let Some(m) = st.findings.get_mut(&ns) {
+                                m.remove(&name);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            error!(error = %e, "write failed; will retry");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            st.mark(&ns);
+                        }
+                    }
+                }
+            })
+            .await;
+        for change in plan.baselines {
+            match self.publisher.baseline(&change).await {
+                Ok(Some(obj)) => {
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.apply_baseline(&self.engine, obj);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error!(error = %e, "baseline status write failed; will retry");
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    self.state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .baselines_dirty = true;
+                }
+            }
+        }
+        failures.load(Ordering::Relaxed)
     }
 }

@@ -1,5 +1,6 @@
 //! `cronwarden scan`: manifests → inventory → engine → rendered findings.
 
+pub mod openreports;
 pub mod render;
 
 use std::path::PathBuf;
@@ -75,13 +76,9 @@ pub fn scan_loaded(engine: &Engine, loaded: Loaded) -> ScanResult {
                 .baseline_sources
                 .get(&key)
                 .cloned()
-                .unwrap_or(Source {
-                    file: "<unknown>".into(),
-                    document: 0,
-                    item: None,
-                });
+                .unwrap_or_else(|| Source::file("<unknown>"));
             errors.push(InputError {
-                source,
+                location: source,
                 object: Some(format!("CronJobBaseline {key}")),
                 field: Some(field_of_problem(&p.message)),
                 message: format!("{} ({})", p.message, p.reason),

@@ -1,5 +1,5 @@
-//! Output formats of `scan`: table, json, yaml (CronJobFinding objects) and
-//! SARIF 2.1.0.
+//! Output formats of `scan`: table, json, yaml (CronJobFinding objects),
+//! SARIF 2.1.0 and OpenReports.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,6 +16,7 @@ pub enum Format {
     Json,
     Yaml,
     Sarif,
+    Openreports,
 }
 
 pub fn render(result: &ScanResult, format: Format, now: &Time) -> String {
@@ -38,6 +39,14 @@ pub fn render(result: &ScanResult, format: Format, now: &Time) -> String {
             out
         }
         Format::Sarif => serde_json::to_string_pretty(&sarif(result)).unwrap_or_default() + "\n",
+        Format::Openreports => {
+            let mut out = String::new();
+            for r in super::openreports::reports(result, now) {
+                out.push_str("---\n");
+                out.push_str(&serde_saphyr::to_string(&r).unwrap_or_default());
+            }
+            out
+        }
     }
 }
 
@@ -130,10 +139,12 @@ fn sarif(result: &ScanResult) -> Value {
             json!({
                 "id": r.as_str(),
                 "name": r.as_str(),
-                "shortDescription": {"text": r.description()},
+                "shortDescription": {"text": r.info().title},
+                "fullDescription": {"text": r.info().description},
                 "defaultConfiguration": {"level": r.default_severity().sarif_level()},
                 "properties": {
-                    "kind": if r.is_heuristic() { "heuristic" } else { "baseline" },
+                    "kind": r.kind().as_str(),
+                    "mitre-tactic": r.info().tactic,
                     "security-severity": security_severity(r.default_severity()),
                     "tags": ["security", "kubernetes", "cronjob", "T1053.007"],
                 },

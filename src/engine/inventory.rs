@@ -18,6 +18,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::normalize;
 use crate::api::ManagerRef;
 
+/// Everything the engine decides over.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub cronjobs: Vec<CronJobView>,
+    pub baselines: Vec<crate::api::CronJobBaseline>,
+    /// Namespace name → labels. Namespaces of CronJobs and baselines not
+    /// listed here count as existing with no labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
 /// JSON path of the pod spec inside a CronJob, for violation fields.
 pub const POD_PATH: &str = "spec.jobTemplate.spec.template.spec";
 

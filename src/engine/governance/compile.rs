@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 
-use super::normalize::{Glob, ImagePattern, normalize_schedule, parse_duration, parse_schedule};
 use crate::api::{
     ApprovedCommand, ApprovedEntry, CronJobBaseline, Enforcement, Rule, Severity, Unapproved,
     reasons,
+};
+use crate::engine::normalize::{
+    Glob, ImagePattern, normalize_schedule, parse_duration, parse_schedule,
 };
 
 /// Why a baseline is not fully accepted.
@@ -230,9 +232,14 @@ fn compile_entry(
         .iter()
         .map(|p| ImagePattern::new(p).map_err(|err| bad(reasons::INVALID_PATTERN, err)))
         .collect::<Result<Vec<_>, _>>()?;
-    let waive: BTreeSet<Rule> = e.waive.iter().map(|h| Rule::from(*h)).collect();
-    let severity_overrides: BTreeMap<Rule, Severity> =
-        e.severity_overrides.iter().into_iter().collect();
+    if let Some(r) = e.waive.iter().find(|r| !r.is_heuristic()) {
+        return Err(bad(
+            reasons::INVALID_ENTRY,
+            format!("waive names {r}, which is not a heuristic rule"),
+        ));
+    }
+    let waive: BTreeSet<Rule> = e.waive.iter().copied().collect();
+    let severity_overrides = e.severity_overrides.clone();
     if let Some(h) = &e.template_hash {
         let ok = h
             .strip_prefix("sha256:")
@@ -263,14 +270,4 @@ fn compile_entry(
         severity_overrides,
         enforcement,
     })
-}
-
-impl CompiledEntry {
-    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
-        match &self.matcher {
-            EntryMatcher::Name(n) => n == name,
-            EntryMatcher::Pattern(g) => g.is_match(name),
-            EntryMatcher::Selector(s) => s.matches(labels),
-        }
-    }
 }

@@ -1,0 +1,155 @@
+//! Observe: one watch per kind feeds the in-memory index; nothing else
+//! reads the API server.
+
+pub mod index;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::Controller;
+use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::cli::RunArgs;
+use crate::engine::{CronJobView, Engine};
+use index::{Kind, Labels, State};
+
+/// One kind of watched object and how it updates the index.
+pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
+    const KIND: Kind;
+    /// What the index keeps of an object. Objects are projected as they
+    /// arrive, so neither the initial list nor the index holds full objects.
+    type Item: Send + 'static;
+    fn project(o: Self) -> Self::Item;
+    fn apply(st: &mut State, engine: &Engine, item: Self::Item);
+    fn delete(st: &mut State, item: &Self::Item);
+    fn reset(st: &mut State, engine: &Engine, all: Vec<Self::Item>);
+}
+
+impl Watched for CronJob {
+    const KIND: Kind = Kind::CronJobs;
+    type Item = CronJobView;
+    fn project(o: Self) -> CronJobView {
+        CronJobView::from(o)
+    }
+    fn apply(st: &mut State, _: &Engine, v: CronJobView) {
+        st.apply_cronjob(v)
+    }
+    fn delete(st: &mut State, v: &CronJobView) {
+        st.delete_cronjob(&v.namespace, &v.name)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<CronJobView>) {
+        st.reset_cronjobs(all)
+    }
+}
+
+impl Watched for Namespace {
+    const KIND: Kind = Kind::Namespaces;
+    /// Name and labels: all a namespaceSelector reads.
+    type Item = (String, Labels);
+    fn project(o: Self) -> (String, Labels) {
+        (
+            o.metadata.name.unwrap_or_default(),
+            o.metadata.labels.unwrap_or_default(),
+        )
+    }
+    fn apply(st: &mut State, _: &Engine, (name, labels): (String, Labels)) {
+        st.apply_namespace(name, labels)
+    }
+    fn delete(st: &mut State, (name, _): &(String, Labels)) {
+        st.delete_namespace(name)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<(String, Labels)>) {
+        st.reset_namespaces(all)
+    }
+}
+
+/// Baselines and findings are kept whole, less their managedFields (the
+/// index drops those, whichever way an object arrives).
+impl Watched for CronJobBaseline {
+    const KIND: Kind = Kind::Baselines;
+    type Item = Self;
+    fn project(o: Self) -> Self {
+        o
+    }
+    fn apply(st: &mut State, engine: &Engine, o: Self) {
+        st.apply_baseline(engine, o)
+    }
+    fn delete(st: &mut State, o: &Self) {
+        st.delete_baseline(o)
+    }
+    fn reset(st: &mut State, engine: &Engine, all: Vec<Self>) {
+        st.reset_baselines(engine, all)
+    }
+}
+
+impl Watched for CronJobFinding {
+    const KIND: Kind = Kind::Findings;
+    type Item = Self;
+    fn project(o: Self) -> Self {
+        o
+    }
+    fn apply(st: &mut State, _: &Engine, o: Self) {
+        st.apply_finding(o)
+    }
+    fn delete(st: &mut State, o: &Self) {
+        st.delete_finding(o)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<Self>) {
+        st.reset_findings(all)
+    }
+}
+
+/// Feed one watch into the index. The watcher relists on 410 Gone and
+/// backs off on errors; a malformed object is logged, never fatal.
+pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<Notify>) {
+    let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let mut buffer: Vec<K::Item> = Vec::new();
+    let project = |o: K| watched(&ctl.args, &o).then(|| K::project(o));
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(o)) => buffer.extend(project(o)),
+            Ok(Event::InitDone) => {
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::reset(&mut st, &ctl.engine, std::mem::take(&mut buffer));
+                st.set_synced(K::KIND);
+                ctl.metrics.ready.store(st.synced(), Ordering::Relaxed);
+                info!(kind = ?K::KIND, "watch synced");
+            }
+            Ok(Event::Apply(o)) => {
+                let Some(item) = project(o) else { continue };
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::apply(&mut st, &ctl.engine, item);
+            }
+            Ok(Event::Delete(o)) => {
+                let Some(item) = project(o) else { continue };
+                let mut st = ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+                K::delete(&mut st, &item);
+            }
+            Err(e) => {
+                warn!(kind = ?K::KIND, error = %e, "watch error; retrying with backoff");
+                continue;
+            }
+        }
+        notify.notify_one();
+    }
+}
+
+fn watched<K: Resource>(args: &RunArgs, o: &K) -> bool {
+    o.meta()
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| args.watches(ns))
+}

@@ -1,0 +1,192 @@
+//! What a plan is made of (writes, Events) and the small pure helpers the
+//! planners share: object references, conditions, labels, evidence equality.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::events::EventType;
+
+use crate::api::{
+    API_VERSION, CONDITION_ACKNOWLEDGED, CronJobBaselineStatus, CronJobFinding,
+    CronJobFindingStatus, FindingState, LABEL_SEVERITY, LABEL_STATE, Subject, Violation, reasons,
+};
+use crate::engine::bounded;
+
+/// Events API limit for `note`.
+pub(super) const MAX_NOTE: usize = 1024;
+
+/// An Event to publish once its finding is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventSpec {
+    pub type_: EventType,
+    pub reason: String,
+    pub action: String,
+    pub note: String,
+    pub regarding: ObjectReference,
+    pub related: Option<ObjectReference>,
+}
+
+/// What to write for one finding.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FindingAction {
+    Upsert(Box<FindingChange>),
+    Delete { namespace: String, name: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingChange {
+    pub namespace: String,
+    pub name: String,
+    /// Labels and `spec.subject` to apply (the object is created if missing).
+    pub meta: Option<(BTreeMap<String, String>, Subject)>,
+    pub status: Option<CronJobFindingStatus>,
+    pub events: Vec<EventSpec>,
+    /// The CronJob to suspend, and the baseline asking for it.
+    pub suspend: Option<String>,
+}
+
+/// What to write for one baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaselineChange {
+    pub namespace: String,
+    pub name: String,
+    pub status: CronJobBaselineStatus,
+    pub event: Option<EventSpec>,
+}
+
+pub fn cronjob_ref(namespace: &str, name: &str, uid: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("CronJob".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid: uid.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+pub fn finding_ref(f: Option<&CronJobFinding>, namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(API_VERSION.into()),
+        kind: Some("CronJobFinding".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid: f.and_then(|f| f.metadata.uid.clone()),
+        ..Default::default()
+    }
+}
+
+/// `[severity] CronJob ns/name …`, the note exporters show.
+pub(super) fn note_for(namespace: &str, name: &str, v: &Violation) -> String {
+    let body = if v.message.starts_with("CronJob ") {
+        v.message.clone()
+    } else {
+        format!("CronJob {namespace}/{name}: {}", v.message)
+    };
+    bounded(format!("[{}] {body}", v.severity), MAX_NOTE)
+}
+
+/// A condition with `lastTransitionTime` kept when its status did not change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    now: &Time,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: last,
+        observed_generation: generation,
+    }
+}
+
+pub(super) fn acknowledged(
+    f: Option<&CronJobFinding>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let generation = f.map_or(Some(1), |f| f.metadata.generation);
+    match f.and_then(|f| f.spec.acknowledgement.as_ref()) {
+        None => condition(
+            previous,
+            CONDITION_ACKNOWLEDGED,
+            false,
+            reasons::NOT_ACKNOWLEDGED,
+            "no acknowledgement in spec.acknowledgement".into(),
+            now,
+            generation,
+        ),
+        Some(a) if a.expires.as_ref().is_some_and(|e| e.0 <= now.0) => condition(
+            previous,
+            CONDITION_ACKNOWLEDGED,
+            false,
+            reasons::ACKNOWLEDGEMENT_EXPIRED,
+            format!(
+                "acknowledgement by {} expired at {}",
+                a.by,
+                a.expires
+                    .as_ref()
+                    .map(|e| e.0.to_string())
+                    .unwrap_or_default()
+            ),
+            now,
+            generation,
+        ),
+        Some(a) => condition(
+            previous,
+            CONDITION_ACKNOWLEDGED,
+            true,
+            reasons::ACKNOWLEDGED,
+            bounded(
+                format!(
+                    "acknowledged by {}{}{}",
+                    a.by,
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
+                    a.expires
+                        .as_ref()
+                        .map(|e| format!(" (until {})", e.0))
+                        .unwrap_or_default()
+                ),
+                MAX_NOTE,
+            ),
+            now,
+            generation,
+        ),
+    }
+}
+
+pub(super) fn labels(severity: &str, state: FindingState) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_SEVERITY.to_owned(), severity.to_owned()),
+        (LABEL_STATE.to_owned(), state.as_str().to_owned()),
+    ])
+}
+
+pub(super) fn labels_differ(f: &CronJobFinding, want: &BTreeMap<String, String>) -> bool {
+    let have = f.metadata.labels.as_ref();
+    want.iter()
+        .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
+}
+
+pub(super) fn evidence_equal(a: &Violation, b: &Violation) -> bool {
+    a.severity == b.severity
+        && a.message == b.message
+        && a.expected == b.expected
+        && a.actual == b.actual
+}

@@ -1,0 +1,150 @@
+//! Plan: evaluate the dirty namespaces and decide, purely, the writes and
+//! Events that bring the API server to the desired state.
+
+mod baseline;
+mod changes;
+mod finding;
+
+pub use baseline::plan_baseline;
+pub use changes::*;
+pub use finding::plan_finding;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::Controller;
+use super::observe::index::State;
+use crate::api::CONDITION_ACCEPTED;
+use crate::engine::{CompiledBaseline, aggregate};
+use crate::telemetry::{FindingLabels, StateLabel};
+
+/// Everything one reconcile round decided.
+#[derive(Default, Debug)]
+pub struct Plan {
+    pub findings: Vec<FindingAction>,
+    pub baselines: Vec<BaselineChange>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty() && self.baselines.is_empty()
+    }
+}
+
+impl Controller {
+    /// Evaluate what is dirty and decide the writes: pure with respect to
+    /// the API (it reads only the index).
+    pub fn plan(&self, now: &Time) -> Plan {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let dirty = st.take_dirty();
+        let mut plan = Plan::default();
+        let empty = BTreeMap::new();
+        let mut results = Vec::new();
+        {
+            let st = &*st;
+            let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
+            for ns in &dirty {
+                if !self.args.watches(ns) {
+                    continue;
+                }
+                let labels = st.namespaces.get(ns).unwrap_or(&empty);
+                let cjs: Vec<_> = st
+                    .cronjobs
+                    .get(ns)
+                    .map(|m| m.values().collect())
+                    .unwrap_or_default();
+                let result = self.engine.evaluate_namespace(ns, labels, &cjs, &ordered);
+                let existing = st.findings.get(ns);
+                let mut names: BTreeSet<&str> =
+                    result.findings.iter().map(|f| f.name.as_str()).collect();
+                names.extend(
+                    existing
+                        .into_iter()
+                        .flat_map(|m| m.keys().map(String::as_str)),
+                );
+                for name in names {
+                    // NamespaceResult keeps findings sorted by name.
+                    let desired = result
+                        .findings
+                        .binary_search_by(|f| f.name.as_str().cmp(name))
+                        .ok()
+                        .map(|i| &result.findings[i]);
+                    let have = existing.and_then(|m| m.get(name));
+                    if let Some(a) = plan_finding(
+                        desired,
+                        have,
+                        st.cronjob(ns, name),
+                        now,
+                        self.args.retention,
+                        self.args.allow_enforcement,
+                    ) {
+                        plan.findings.push(a);
+                    } else if desired.is_some() {
+                        self.metrics.write("finding", "skipped");
+                    }
+                }
+                results.push(result);
+            }
+        }
+        let evaluated = !results.is_empty();
+        for r in results {
+            st.results.insert(r.namespace.clone(), r);
+        }
+        if evaluated || std::mem::take(&mut st.baselines_dirty) {
+            let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
+            let reports = aggregate(&ordered, st.results.values());
+            for r in &reports {
+                let key = format!("{}/{}", r.namespace, r.name);
+                if let Some((b, _)) = st.baselines.get(&key) {
+                    match plan_baseline(r, b, now) {
+                        Some(c) => plan.baselines.push(c),
+                        None => self.metrics.write("baseline_status", "skipped"),
+                    }
+                }
+            }
+            self.update_gauges(&st);
+        }
+        plan
+    }
+
+    fn update_gauges(&self, st: &State) {
+        self.metrics.open_findings.clear();
+        for r in st.results.values() {
+            for f in &r.findings {
+                for v in &f.violations {
+                    self.metrics
+                        .open_findings
+                        .get_or_create(&FindingLabels {
+                            namespace: f.namespace.clone(),
+                            rule: v.rule.as_str().into(),
+                            severity: v.severity.as_str().into(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        self.metrics.cronjobs.set(st.cronjob_count() as i64);
+        let (mut ok, mut bad) = (0, 0);
+        for (b, _) in st.baselines.values() {
+            let accepted = b
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_ACCEPTED))
+                .is_none_or(|c| c.status == "True");
+            if accepted { ok += 1 } else { bad += 1 }
+        }
+        self.metrics
+            .baselines
+            .get_or_create(&StateLabel {
+                state: "accepted".into(),
+            })
+            .set(ok);
+        self.metrics
+            .baselines
+            .get_or_create(&StateLabel {
+                state: "rejected".into(),
+            })
+            .set(bad);
+    }
+}

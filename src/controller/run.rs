@@ -1,0 +1,128 @@
+//! Run: wiring (client, watches, HTTP), leader election and the reconcile
+//! loop that drives plan and publish.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client};
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::Controller;
+use super::observe::observe;
+use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::cli::RunArgs;
+use crate::telemetry::Metrics;
+
+/// Run the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    crate::telemetry::init_logging(args.log_format);
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cronwarden".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let ctl = Arc::new(Controller::new(
+        client.clone(),
+        args.clone(),
+        metrics.clone(),
+        identity.clone(),
+    )?);
+    info!(
+        identity,
+        trusted = ?args.engine.trusted_namespaces,
+        enforcement = args.allow_enforcement,
+        retention_s = args.retention.as_secs(),
+        "starting cronwarden controller"
+    );
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, crate::telemetry::router(metrics)).await {
+            error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let notify = Arc::new(Notify::new());
+    tokio::spawn(observe(
+        Api::<CronJob>::all(client.clone()),
+        ctl.clone(),
+        notify.clone(),
+    ));
+    tokio::spawn(observe(
+        Api::<Namespace>::all(client.clone()),
+        ctl.clone(),
+        notify.clone(),
+    ));
+    tokio::spawn(observe(
+        Api::<CronJobBaseline>::all(client.clone()),
+        ctl.clone(),
+        notify.clone(),
+    ));
+    tokio::spawn(observe(
+        Api::<CronJobFinding>::all(client.clone()),
+        ctl.clone(),
+        notify.clone(),
+    ));
+
+    let (leader, lease_task) = super::lease::elect(client.clone(), &args, identity).await?;
+    let result = reconcile_loop(ctl.clone(), leader, notify).await;
+    if let Some(task) = lease_task {
+        // Dropping the receiver (in reconcile_loop) releases the Lease.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    info!("stopped");
+    result
+}
+
+async fn reconcile_loop(
+    ctl: Arc<Controller>,
+    mut leader: watch::Receiver<bool>,
+    notify: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut was_leader = false;
+    let mut retry_after: Option<Duration> = None;
+    loop {
+        let resync = tokio::time::sleep(retry_after.unwrap_or(ctl.args.resync));
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = tokio::signal::ctrl_c() => { info!("interrupt: shutting down"); break; }
+            _ = notify.notified() => {}
+            _ = resync => {
+                ctl.state.lock().unwrap_or_else(|e| e.into_inner()).all_dirty = true;
+            }
+            r = leader.changed() => {
+                if r.is_err() { warn!("leader election stopped"); }
+            }
+        }
+        // Let a burst of watch events land in one round.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let is_leader = *leader.borrow();
+        ctl.metrics.leader.set(is_leader as i64);
+        if is_leader != was_leader {
+            info!(leader = is_leader, "leadership changed");
+            if is_leader {
+                // Standby caches are warm; re-evaluate everything once.
+                ctl.state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .all_dirty = true;
+            }
+            was_leader = is_leader;
+        }
+        if !is_leader || !ctl.metrics.ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        let span = info_span!("reconcile");
+        let failures = ctl.round().instrument(span).await;
+        retry_after = (failures > 0).then(|| Duration::from_secs(2));
+    }
+    drop(leader);
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Image references (SPEC 3.5): normalised before matching, and the
+//! patterns baselines approve them with.
+
+use rustc_hash::FxHashMap as HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use oci_spec::distribution::Reference;
+
+/// An image reference in the form patterns are matched against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `registry/repository[:tag][@digest]`, Docker Hub short names expanded;
+    /// the raw string when it is not a valid reference.
+    pub normalized: String,
+    /// `registry/repository`, empty when not parseable.
+    pub repository: String,
+    pub registry: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    /// False when the reference could not be parsed; it is then compared as written.
+    pub valid: bool,
+}
+
+impl ImageRef {
+    pub fn parse(raw: &str) -> ImageRef {
+        let raw = raw.trim();
+        match Reference::from_str(raw) {
+            Ok(r) => {
+                // The parser fills in `latest` when there is no tag; we keep
+                // the reference as written, so MutableImageReference can tell.
+                let explicit_tag = {
+                    let before_digest = raw.split('@').next().unwrap_or(raw);
+                    let last = before_digest.rsplit('/').next().unwrap_or(before_digest);
+                    last.contains(':')
+                };
+                let tag = if explicit_tag {
+                    r.tag().map(str::to_owned)
+                } else {
+                    None
+                };
+                let digest = r.digest().map(str::to_owned);
+                let repository = format!("{}/{}", r.registry(), r.repository());
+                let mut normalized = repository.clone();
+                if let Some(t) = &tag {
+                    normalized.push(':');
+                    normalized.push_str(t);
+                }
+                if let Some(d) = &digest {
+                    normalized.push('@');
+                    normalized.push_str(d);
+                }
+                ImageRef {
+                    normalized,
+                    registry: r.registry().to_owned(),
+                    repository,
+                    tag,
+                    digest,
+                    valid: true,
+                }
+            }
+            Err(_) => ImageRef {
+                normalized: raw.to_owned(),
+                repository: String::new(),
+                registry: String::new(),
+                tag: None,
+                digest: None,
+                valid: false,
+            },
+        }
+    }
+}
+
+/// Normalise an image reference (idempotent).
+pub fn normalize_image(raw: &str) -> String {
+    ImageRef::parse(raw).normalized
+}
+
+/// An allowed-image pattern: a glob over normalised references where `*`
+/// crosses `/`. Without tag or digest it matches any tag or digest.
+#[derive(Clone, Debug)]
+pub struct ImagePattern {
+    pub source: String,
+    glob: Glob,
+    repository_only: bool,
+}
+
+impl ImagePattern {
+    pub fn new(pattern: &str) -> Result<ImagePattern, String> {
+        let p = pattern.trim();
+        if p.is_empty() {
+            return Err("empty image pattern".into());
+        }
+        let has_meta = p.contains(['*', '?', '[', '{']);
+        let last = p.split('@').next().unwrap_or(p);
+        let last = last.rsplit('/').next().unwrap_or(last);
+        let repository_only = !p.contains('@') && !last.contains(':');
+        // Literal patterns get the same expansion as images (`busybox` →
+        // `docker.io/library/busybox`); globs are taken as written.
+        let text = if has_meta {
+            p.to_owned()
+        } else {
+            let r = ImageRef::parse(p);
+            if r.valid { r.normalized } else { p.to_owned() }
+        };
+        let glob =
+            Glob::new(&text).map_err(|e| format!("invalid image pattern {pattern:?}: {e}"))?;
+        Ok(ImagePattern {
+            source: pattern.to_owned(),
+            glob,
+            repository_only,
+        })
+    }
+
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        if self.repository_only && image.valid && self.glob.is_match(&image.repository) {
+            return true;
+        }
+        if self.glob.is_match(&image.normalized) {
+            return true;
+        }
+        // `repo:tag` for an image that also has a digest, so `repo:1.0`
+        // matches `repo:1.0@sha256:…`.
+        match (&image.tag, &image.digest) {
+            (Some(t), Some(_)) => self.glob.is_match(&format!("{}:{t}", image.repository)),
+            _ => false,
+        }
+    }
+}
+
+/// Image is pinned by digest.
+pub fn has_digest(image: &ImageRef) -> bool {
+    image.digest.is_some()
+}
+
+/// Untagged and undigested, or tagged exactly `latest`.
+pub fn is_mutable(image: &ImageRef) -> bool {
+    if !image.valid {
+        return false;
+    }
+    image.digest.is_none() && image.tag.as_deref().is_none_or(|t| t == "latest")
+}
+
+/// A glob compiled once (globset's syntax: `*`, `?`, `[..]`, `{a,b}`) where
+/// `*` crosses `/`, matched against `&str` without the per-call path
+/// allocation `GlobMatcher` makes.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    source: String,
+    kind: GlobKind,
+}
+
+/// Most real patterns are a literal or `literal*`: those skip the regex.
+#[derive(Clone, Debug)]
+enum GlobKind {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::bytes::Regex),
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Result<Glob, String> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let is_meta = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        let kind = if !pattern.contains(is_meta) {
+            GlobKind::Exact(pattern.to_owned())
+        } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| !p.contains(is_meta)) {
+            GlobKind::Prefix(prefix.to_owned())
+        } else {
+            GlobKind::Regex(regex::bytes::Regex::new(glob.regex()).map_err(|e| e.to_string())?)
+        };
+        Ok(Glob {
+            source: pattern.to_owned(),
+            kind,
+        })
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        match &self.kind {
+            GlobKind::Exact(e) => e == s,
+            GlobKind::Prefix(p) => s.starts_with(p.as_str()),
+            GlobKind::Regex(r) => r.is_match(s.as_bytes()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Memoised [`ImageRef::parse`]. The reference grammar is a large regex
+/// with captures, by far the costliest step of an evaluation, and clusters
+/// run the same few hundred images in thousands of CronJobs.
+#[derive(Clone, Default)]
+pub struct ImageCache {
+    inner: Arc<Mutex<HashMap<String, Arc<ImageRef>>>>,
+}
+
+impl ImageCache {
+    pub fn get(&self, raw: &str) -> Arc<ImageRef> {
+        if let Some(v) = self.inner.lock().ok().and_then(|m| m.get(raw).cloned()) {
+            return v;
+        }
+        let v = Arc::new(ImageRef::parse(raw));
+        if let Ok(mut m) = self.inner.lock() {
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(raw.to_owned(), v.clone());
+        }
+        v
+    }
+}

@@ -1,0 +1,81 @@
+//! The rule families. Each rule of the catalogue (`api::catalogue`) that is
+//! evaluated per CronJob has one row in [`HEURISTICS`] or [`CONSTRAINTS`]
+//! naming its check function; the [`Finder`] attributes what a check
+//! pushes to that rule, and skips checks of disabled or waived rules.
+//! NotInBaseline and ApprovedCronJobMissing are decided by matching itself
+//! (see [`baseline`]).
+
+pub mod baseline;
+pub mod commands;
+pub mod schedule;
+pub mod template;
+
+use super::matching::Pool;
+use super::verdict::{Finder, assemble};
+use super::{CompiledEntry, CronJobView, DesiredFinding, Engine};
+use crate::api::Rule;
+
+/// What a check sees: the CronJob, the entry it matched (if any) and the
+/// engine's settings and caches.
+pub struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub cj: &'a CronJobView,
+    pub entry: Option<&'a CompiledEntry>,
+}
+
+/// A heuristic: runs on every CronJob (SPEC 3.2).
+pub type Heuristic = fn(&Ctx, &mut Finder);
+/// A baseline constraint: runs on a CronJob and the entry it matched (SPEC 3.1).
+pub type Constraint = fn(&Ctx, &CompiledEntry, &mut Finder);
+
+pub const HEURISTICS: &[(Rule, Heuristic)] = &[
+    (Rule::HighFrequencySchedule, schedule::high_frequency),
+    (Rule::PrivilegedJobTemplate, template::privileged),
+    (Rule::HostPathMount, template::host_paths),
+    (Rule::SuspiciousCommand, commands::suspicious),
+    (Rule::MutableImageReference, template::mutable_images),
+    (Rule::UnapprovedRegistry, template::unapproved_registry),
+    (Rule::SensitiveNamespace, template::sensitive_namespace),
+    (Rule::HistoryErasure, template::history_erasure),
+];
+
+pub const CONSTRAINTS: &[(Rule, Constraint)] = &[
+    (Rule::ScheduleNotApproved, schedule::approved),
+    (Rule::ImageNotApproved, baseline::images),
+    (Rule::ServiceAccountNotApproved, baseline::service_account),
+    (Rule::CommandNotApproved, baseline::commands),
+    (Rule::TemplateDrift, baseline::template_hash),
+    (Rule::DeployPathNotApproved, baseline::deploy_path),
+];
+
+impl Engine {
+    /// Every rule on one CronJob, against the entry it matched in `pool`.
+    pub(super) fn evaluate_cronjob(
+        &self,
+        cj: &CronJobView,
+        pool: &Pool,
+        entry: Option<&CompiledEntry>,
+    ) -> Option<DesiredFinding> {
+        let ctx = Ctx {
+            engine: self,
+            cj,
+            entry,
+        };
+        let mut f = Finder::new(entry, &self.settings);
+        match entry {
+            None if pool.governed() && !pool.ignore_unapproved => {
+                baseline::not_in_baseline(cj, &mut f)
+            }
+            Some(e) => {
+                for (rule, check) in CONSTRAINTS {
+                    f.check(*rule, |f| check(&ctx, e, f));
+                }
+            }
+            None => {}
+        }
+        for (rule, check) in HEURISTICS {
+            f.check(*rule, |f| check(&ctx, f));
+        }
+        assemble(cj, pool, entry, f.finish())
+    }
+}

@@ -1,0 +1,302 @@
+//! Verdict: violations are collected through a [`Finder`], which applies
+//! global switches, waivers and severity overrides in one place, and are
+//! assembled into the [`DesiredFinding`] of a subject.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::matching::Pool;
+use super::{BaselineReport, CompiledEntry, CronJobView, Settings};
+use crate::api::{Enforcement, Mitre, Observed, Rule, Severity, Subject, Violation};
+
+/// Violation messages are bounded so findings stay small in etcd.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// A finding as the engine wants it to exist: no timestamps, no state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredFinding {
+    pub namespace: String,
+    pub name: String,
+    pub subject: Subject,
+    /// Sorted by rule, then field.
+    pub violations: Vec<Violation>,
+    pub observed: Option<Observed>,
+    /// `namespace/name` of the baselines behind the verdict.
+    pub baselines: Vec<String>,
+    pub owner: Option<String>,
+    pub severity: Severity,
+    /// Baseline asking, via `enforcement: Suspend`, for the CronJob to be suspended.
+    pub suspend_by: Option<String>,
+}
+
+impl DesiredFinding {
+    pub fn rules(&self) -> Vec<Rule> {
+        let mut r: Vec<Rule> = self.violations.iter().map(|v| v.rule).collect();
+        r.dedup();
+        r
+    }
+
+    pub fn rules_column(&self) -> String {
+        self.rules()
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The one-line summary used in Event notes and tables.
+    pub fn summary(&self) -> String {
+        self.violations
+            .first()
+            .map(|v| v.message.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Sorted by namespace, then name.
+    pub findings: Vec<DesiredFinding>,
+    /// Sorted by namespace, then name.
+    pub baselines: Vec<BaselineReport>,
+}
+
+/// The engine's verdict on one namespace.
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceResult {
+    pub namespace: String,
+    /// Sorted by name.
+    pub findings: Vec<DesiredFinding>,
+    /// `namespace/name` of the baselines governing the namespace.
+    pub governing: Vec<String>,
+    /// Baseline → CronJobs of this namespace its entries matched.
+    pub matched: BTreeMap<String, usize>,
+}
+
+/// Collects one subject's violations, applying waivers, switches and
+/// severity overrides in one place. The rule being evaluated is set by the
+/// dispatcher ([`Finder::check`]), so a check function never names it.
+pub struct Finder<'a> {
+    entry: Option<&'a CompiledEntry>,
+    settings: &'a Settings,
+    /// The rule whose check is running; None outside [`Finder::check`].
+    rule: Option<Rule>,
+    violations: Vec<Violation>,
+}
+
+impl<'a> Finder<'a> {
+    pub fn new(entry: Option<&'a CompiledEntry>, settings: &'a Settings) -> Self {
+        Finder {
+            entry,
+            settings,
+            rule: None,
+            violations: Vec::new(),
+        }
+    }
+
+    /// False for a heuristic switched off globally or waived by the matched entry.
+    pub fn enabled(&self, rule: Rule) -> bool {
+        !rule.is_heuristic()
+            || !(self.settings.disabled_rules.contains(&rule)
+                || self.entry.is_some_and(|e| e.waive.contains(&rule)))
+    }
+
+    /// Run `check` for `rule` when the rule is enabled; its pushes are `rule`'s.
+    pub fn check(&mut self, rule: Rule, check: impl FnOnce(&mut Self)) {
+        if self.enabled(rule) {
+            self.rule = Some(rule);
+            check(self);
+            self.rule = None;
+        }
+    }
+
+    /// Record a violation of the current rule; `severity` replaces the
+    /// rule's default (HostPathMount grades by path), overrides still win.
+    pub fn push(
+        &mut self,
+        severity: Option<Severity>,
+        message: String,
+        field: String,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) {
+        let Some(rule) = self.rule else {
+            debug_assert!(false, "Finder::push outside Finder::check");
+            return;
+        };
+        let severity = self
+            .entry
+            .and_then(|e| e.severity_overrides.get(&rule))
+            .or_else(|| self.settings.severity_overrides.get(&rule))
+            .copied()
+            .or(severity)
+            .unwrap_or_else(|| rule.default_severity());
+        self.violations.push(Violation {
+            rule,
+            severity,
+            message: bounded(message, MAX_MESSAGE),
+            field: Some(field),
+            expected: Some(bounded(expected.into(), MAX_MESSAGE)),
+            actual: Some(bounded(actual.into(), MAX_MESSAGE)),
+            first_seen: None,
+            last_seen: None,
+        });
+    }
+
+    /// The violations, sorted by rule (catalogue order), then field.
+    pub fn finish(mut self) -> Vec<Violation> {
+        self.violations
+            .sort_by(|a, b| (a.rule, &a.field).cmp(&(b.rule, &b.field)));
+        self.violations
+    }
+}
+
+/// The finding of a CronJob from its violations: which baselines speak for
+/// it, and whether its baseline asks for a suspension (SPEC 6: only for
+/// baseline-rule violations of severity high or above).
+pub fn assemble(
+    cj: &CronJobView,
+    pool: &Pool,
+    entry: Option<&CompiledEntry>,
+    violations: Vec<Violation>,
+) -> Option<DesiredFinding> {
+    if violations.is_empty() {
+        return None;
+    }
+    let baselines: Vec<String> = match entry {
+        Some(e) => vec![e.baseline.clone()],
+        None => pool.baselines.iter().map(|b| b.key.clone()).collect(),
+    };
+    let suspend_by = match entry {
+        Some(e) if e.enforcement == Enforcement::Suspend => Some(e.baseline.clone()),
+        Some(_) => None,
+        None => pool.suspend_by.map(str::to_owned),
+    }
+    .filter(|_| {
+        violations
+            .iter()
+            .any(|v| !v.rule.is_heuristic() && v.severity >= Severity::High)
+    });
+    Some(DesiredFinding {
+        namespace: cj.namespace.clone(),
+        name: cj.name.clone(),
+        subject: Subject::cronjob(&cj.namespace, &cj.name, cj.uid.clone()),
+        severity: max_severity(&violations),
+        violations,
+        observed: Some(observe(cj)),
+        baselines,
+        owner: entry.and_then(|e| e.owner.clone()),
+        suspend_by,
+    })
+}
+
+/// Cut a message to at most `max` bytes (on a character boundary), marking
+/// the cut, so findings and Events stay small.
+pub fn bounded(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+pub fn max_severity(v: &[Violation]) -> Severity {
+    v.iter().map(|v| v.severity).max().unwrap_or(Severity::Info)
+}
+
+pub fn observe(cj: &CronJobView) -> Observed {
+    Observed {
+        uid: cj.uid.clone(),
+        schedule: cj.schedule.clone(),
+        time_zone: cj.time_zone.clone(),
+        suspend: cj.suspend.unwrap_or(false),
+        images: cj.images(),
+        service_account_name: cj.pod.as_ref().map(|p| p.service_account.clone()),
+        managers: cj.managers.clone(),
+        created_at: cj.created_at.clone(),
+    }
+}
+
+pub fn mitre() -> Mitre {
+    Mitre::t1053_007()
+}
+
+impl DesiredFinding {
+    /// The CronJobFinding object for this finding as first seen at `now`:
+    /// what `scan --output yaml` prints and what the controller creates.
+    pub fn to_object(&self, now: &Time) -> crate::api::CronJobFinding {
+        use crate::api::{
+            CONDITION_ACKNOWLEDGED, CONDITION_ACTIVE, CronJobFinding, CronJobFindingSpec,
+            CronJobFindingStatus, FindingState, LABEL_SEVERITY, LABEL_STATE, reasons,
+        };
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+        let labels = BTreeMap::from([
+            (LABEL_SEVERITY.to_owned(), self.severity.as_str().to_owned()),
+            (
+                LABEL_STATE.to_owned(),
+                FindingState::Open.as_str().to_owned(),
+            ),
+        ]);
+        let violations = self
+            .violations
+            .iter()
+            .map(|v| Violation {
+                first_seen: Some(now.clone()),
+                last_seen: Some(now.clone()),
+                ..v.clone()
+            })
+            .collect();
+        CronJobFinding {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: CronJobFindingSpec {
+                subject: self.subject.clone(),
+                acknowledgement: None,
+            },
+            status: Some(CronJobFindingStatus {
+                state: FindingState::Open,
+                severity: Some(self.severity),
+                rules: self.rules_column(),
+                baselines: self.baselines.clone(),
+                owner: self.owner.clone(),
+                violations,
+                observed: self.observed.clone(),
+                mitre: Some(mitre()),
+                first_seen: Some(now.clone()),
+                last_seen: Some(now.clone()),
+                resolved_at: None,
+                observed_generation: None,
+                conditions: vec![
+                    Condition {
+                        type_: CONDITION_ACTIVE.into(),
+                        status: "True".into(),
+                        reason: reasons::VIOLATIONS_OPEN.into(),
+                        message: bounded(
+                            format!("[{}] {}", self.severity, self.summary()),
+                            MAX_MESSAGE,
+                        ),
+                        last_transition_time: now.clone(),
+                        observed_generation: None,
+                    },
+                    Condition {
+                        type_: CONDITION_ACKNOWLEDGED.into(),
+                        status: "False".into(),
+                        reason: reasons::NOT_ACKNOWLEDGED.into(),
+                        message: "no acknowledgement in spec.acknowledgement".into(),
+                        last_transition_time: now.clone(),
+                        observed_generation: None,
+                    },
+                ],
+            }),
+        }
+    }
+}
