@@ -27,6 +27,7 @@ fn inventory(cronjobs: usize) -> Inventory {
             .map(|v| CronJobView::from(serde_json::from_value::<CronJob>(v).unwrap()))
             .collect(),
         baselines: synthetic::baselines(&spec),
+        cluster_baselines: Vec::new(),
         namespaces: Default::default(),
     }
 }

@@ -173,7 +173,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     // The baseline edit below changes this one; it governs 10 namespaces.
     let wide = |pattern: &str| {
         format!(
-            "apiVersion: cronwarden.io/v1alpha1\nkind: CronJobBaseline\nmetadata: {{name: bench-wide, namespace: cronwarden-system}}\nspec:\n  namespaceSelector: {{matchLabels: {{bench-group: a}}}}\n  approved:\n    - namePattern: \"{pattern}\"\n      schedules: [\"7 7 7 7 *\"]\n"
+            "apiVersion: cronwarden.io/v1alpha1\nkind: ClusterCronJobBaseline\nmetadata: {{name: bench-wide}}\nspec:\n  namespaceSelector: {{matchLabels: {{bench-group: a}}}}\n  approved:\n    - namePattern: \"{pattern}\"\n      schedules: [\"7 7 7 7 *\"]\n"
         )
     };
     c.apply(&wide("zzz-*"))?;
@@ -211,6 +211,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
             .map(|v| CronJobView::from(serde_json::from_value::<CronJob>(v.clone()).unwrap()))
             .collect(),
         baselines,
+        cluster_baselines: vec![serde_saphyr::from_str(&wide("zzz-*")).unwrap()],
         namespaces: (0..spec.namespaces)
             .map(|i| {
                 (
@@ -224,11 +225,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
             })
             .collect(),
     };
-    let trusted = Settings {
-        trusted_namespaces: ["cronwarden-system".to_owned()].into(),
-        ..Settings::default()
-    };
-    let engine = Engine::new(trusted).unwrap();
+    let engine = Engine::new(Settings::default()).unwrap();
     let expected = engine.evaluate(&inventory).findings.len();
 
     let t0 = Instant::now();
@@ -321,9 +318,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
 
     // The edit: the wide baseline's pattern now matches every CronJob of
     // its 10 namespaces that no exact name entry claims.
-    inventory
-        .baselines
-        .push(serde_saphyr::from_str(&wide("*")).unwrap());
+    inventory.cluster_baselines = vec![serde_saphyr::from_str(&wide("*")).unwrap()];
     let want: usize = engine
         .evaluate(&inventory)
         .findings

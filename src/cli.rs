@@ -1,6 +1,6 @@
 //! Command-line definitions shared by the binary and its tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,14 +59,6 @@ pub struct EngineArgs {
     /// Heuristic rule to switch off (repeatable).
     #[arg(long = "disable-rule", env = "CRONWARDEN_DISABLED_RULES", value_delimiter = ',', value_parser = parse_rule)]
     pub disabled_rules: Vec<Rule>,
-    /// Namespace whose baselines may use namespaceSelector (repeatable).
-    #[arg(
-        long = "trusted-namespace",
-        env = "CRONWARDEN_TRUSTED_NAMESPACES",
-        value_delimiter = ',',
-        default_value = "cronwarden-system"
-    )]
-    pub trusted_namespaces: Vec<String>,
     /// Global severity override, RULE=SEVERITY (repeatable).
     #[arg(long = "severity", env = "CRONWARDEN_SEVERITY_OVERRIDES", value_delimiter = ',', value_parser = parse_override)]
     pub severity_overrides: Vec<(Rule, Severity)>,
@@ -75,11 +67,6 @@ pub struct EngineArgs {
 impl EngineArgs {
     pub fn settings(&self) -> Settings {
         Settings {
-            trusted_namespaces: self
-                .trusted_namespaces
-                .iter()
-                .cloned()
-                .collect::<BTreeSet<_>>(),
             min_interval: self.min_interval,
             disabled_rules: self.disabled_rules.iter().copied().collect(),
             registry_allowlist: self.allowed_registries.clone(),
@@ -150,6 +137,10 @@ pub struct SnapshotArgs {
     /// Approve the field managers that own the spec now (from managedFields).
     #[arg(long)]
     pub managers: bool,
+    /// Emit ClusterCronJobBaselines (the platform tier), one per namespace
+    /// selecting it by name, instead of CronJobBaselines.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// `cronwarden run`: the controller. Every setting is a flag, an environment
@@ -223,7 +214,6 @@ pub struct RunArgs {
 pub struct ConfigFile {
     pub namespaces: Option<Vec<String>>,
     pub excluded_namespaces: Option<Vec<String>>,
-    pub trusted_namespaces: Option<Vec<String>>,
     pub min_interval: Option<String>,
     pub allowed_registries: Option<Vec<String>>,
     pub disabled_rules: Option<Vec<String>>,
@@ -263,9 +253,6 @@ impl RunArgs {
             if let (Some(v), false) = (f.excluded_namespaces, explicit("excluded_namespaces")) {
                 self.excluded_namespaces = v;
             }
-            if let (Some(v), false) = (f.trusted_namespaces, explicit("trusted_namespaces")) {
-                self.engine.trusted_namespaces = v;
-            }
             if let (Some(v), false) = (f.min_interval, explicit("min_interval")) {
                 self.engine.min_interval = parse_duration(&v).map_err(|e| p("minInterval", e))?;
             }
@@ -298,13 +285,6 @@ impl RunArgs {
             if let (Some(v), false) = (f.write_concurrency, explicit("write_concurrency")) {
                 self.write_concurrency = v.max(1);
             }
-        }
-        // Trusted by default: the controller's own namespace (SPEC 2.1).
-        if !explicit("trusted_namespaces")
-            && self.config.is_none()
-            && let Some(ns) = &self.pod_namespace
-        {
-            self.engine.trusted_namespaces = vec![ns.clone()];
         }
         self.write_concurrency = self.write_concurrency.max(1);
         Ok(self)

@@ -4,18 +4,22 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 
-/// Both CRDs, schemas cleaned for the API server.
+/// The three CRDs, schemas cleaned for the API server.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    [CronJobBaseline::crd(), CronJobFinding::crd()]
-        .into_iter()
-        .map(|crd| {
-            let mut v = serde_json::to_value(&crd).unwrap_or(Value::Null);
-            strip_nullable(&mut v);
-            serde_json::from_value(v).unwrap_or(crd)
-        })
-        .collect()
+    [
+        ClusterCronJobBaseline::crd(),
+        CronJobBaseline::crd(),
+        CronJobFinding::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let mut v = serde_json::to_value(&crd).unwrap_or(Value::Null);
+        strip_nullable(&mut v);
+        serde_json::from_value(v).unwrap_or(crd)
+    })
+    .collect()
 }
 
 /// Optional fields are omitted, never sent as null, so `nullable: true`

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use cronwarden::cli::{BaselineCommand, Cli, Command, SnapshotArgs};
 use cronwarden::engine::{CronJobView, Engine};
 use cronwarden::manifest::Loaded;
-use cronwarden::snapshot::{SnapshotOptions, snapshot, to_yaml};
+use cronwarden::snapshot::{SnapshotOptions, snapshot, to_cluster, to_yaml};
 use cronwarden::{crd, scan};
 
 /// mimalloc: evaluation allocates many small, short-lived strings; glibc's
@@ -119,7 +119,12 @@ fn snapshot_command(args: SnapshotArgs) -> i32 {
         eprintln!("error: {e}");
     }
     let refs: Vec<&CronJobView> = cronjobs.iter().collect();
-    print_out(&to_yaml(&snapshot(&refs, &opts)));
+    let baselines = snapshot(&refs, &opts);
+    if args.cluster {
+        print_out(&to_yaml(&to_cluster(baselines)));
+    } else {
+        print_out(&to_yaml(&baselines));
+    }
     if errors.is_empty() { 0 } else { 2 }
 }
 

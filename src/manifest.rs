@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::batch::v1::CronJob;
 use serde_json::Value;
 
-use crate::api::CronJobBaseline;
-use crate::engine::{CronJobView, Inventory, normalize};
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline};
+use crate::engine::governance::baseline_key;
+use crate::engine::{CronJobView, Inventory, Tier, normalize};
 
 pub use crate::error::{InputError, Source};
 
@@ -181,6 +182,9 @@ impl Loaded {
             ("cronwarden.io/v1alpha1", "CronJobBaseline") => {
                 self.add_baseline(source, ident, value)
             }
+            ("cronwarden.io/v1alpha1", "ClusterCronJobBaseline") => {
+                self.add_cluster_baseline(source, ident, value)
+            }
             ("v1", "Namespace") => {
                 let name = obj
                     .get("metadata")
@@ -205,7 +209,9 @@ impl Loaded {
                     .unwrap_or_default();
                 self.inventory.namespaces.insert(name.to_owned(), labels);
             }
-            (_, "CronJobBaseline") | (_, "CronJob") if api_version.is_empty() => {
+            (_, "CronJobBaseline" | "ClusterCronJobBaseline" | "CronJob")
+                if api_version.is_empty() =>
+            {
                 self.errors.push(InputError {
                     location: source,
                     object: Some(ident),
@@ -273,25 +279,30 @@ impl Loaded {
     }
 
     fn add_baseline(&mut self, source: Source, ident: String, value: Value) {
+        if value.pointer("/spec/namespaceSelector").is_some() {
+            self.errors.push(InputError::field(
+                source,
+                ident,
+                "spec.namespaceSelector",
+                "CronJobBaselines govern their own namespace only; select namespaces with a ClusterCronJobBaseline (README: moving to the cluster kind)",
+            ));
+            return;
+        }
         let mut b: CronJobBaseline = match deserialize(value) {
             Ok(b) => b,
             Err((path, msg)) => {
-                self.errors.push(InputError {
-                    location: source,
-                    object: Some(ident),
-                    field: Some(path),
-                    message: msg,
-                });
+                self.errors
+                    .push(InputError::field(source, ident, path, msg));
                 return;
             }
         };
         if b.metadata.name.as_deref().is_none_or(str::is_empty) {
-            self.errors.push(InputError {
-                location: source,
-                object: Some(ident),
-                field: Some("metadata.name".into()),
-                message: "is required".into(),
-            });
+            self.errors.push(InputError::field(
+                source,
+                ident,
+                "metadata.name",
+                "is required",
+            ));
             return;
         }
         if b.metadata.namespace.as_deref().is_none_or(str::is_empty) {
@@ -304,6 +315,29 @@ impl Loaded {
         );
         self.baseline_sources.insert(key, source);
         self.inventory.baselines.push(b);
+    }
+
+    fn add_cluster_baseline(&mut self, source: Source, ident: String, value: Value) {
+        let b: ClusterCronJobBaseline = match deserialize(value) {
+            Ok(b) => b,
+            Err((path, msg)) => {
+                self.errors
+                    .push(InputError::field(source, ident, path, msg));
+                return;
+            }
+        };
+        let Some(name) = b.metadata.name.clone().filter(|n| !n.is_empty()) else {
+            self.errors.push(InputError::field(
+                source,
+                ident,
+                "metadata.name",
+                "is required",
+            ));
+            return;
+        };
+        self.baseline_sources
+            .insert(baseline_key(Tier::Cluster, "", &name), source);
+        self.inventory.cluster_baselines.push(b);
     }
 }
 

@@ -1,11 +1,15 @@
-//! `cronwarden baseline snapshot`: CronJobBaselines that approve exactly the
-//! CronJobs given, so a team starts from its current inventory.
+//! `cronwarden baseline snapshot`: baselines (CronJobBaselines, or with
+//! `--cluster` ClusterCronJobBaselines) that approve exactly the CronJobs
+//! given, so a team or the platform starts from the current inventory.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::api::{ApprovedCommand, ApprovedEntry, CronJobBaseline, CronJobBaselineSpec};
+use crate::api::{
+    ApprovedCommand, ApprovedEntry, ClusterCronJobBaseline, ClusterCronJobBaselineSpec,
+    CronJobBaseline, CronJobBaselineSpec,
+};
 use crate::engine::CronJobView;
 use crate::engine::normalize::{ImageRef, template_hash};
 
@@ -103,8 +107,40 @@ fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
     }
 }
 
+/// The same approvals as ClusterCronJobBaselines (`--cluster`), for the
+/// platform tier: one per namespace, named `<name>-<namespace>`, selecting
+/// that namespace by its `kubernetes.io/metadata.name` label (entries match
+/// by CronJob name, so each keeps to the namespace it was taken from).
+pub fn to_cluster(baselines: Vec<CronJobBaseline>) -> Vec<ClusterCronJobBaseline> {
+    baselines
+        .into_iter()
+        .map(|b| {
+            let ns = b.metadata.namespace.unwrap_or_default();
+            ClusterCronJobBaseline {
+                metadata: ObjectMeta {
+                    name: Some(format!("{}-{ns}", b.metadata.name.unwrap_or_default())),
+                    ..Default::default()
+                },
+                spec: ClusterCronJobBaselineSpec {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_owned(),
+                            ns,
+                        )])),
+                        ..Default::default()
+                    }),
+                    unapproved: b.spec.unapproved,
+                    enforcement: b.spec.enforcement,
+                    approved: b.spec.approved,
+                },
+                status: None,
+            }
+        })
+        .collect()
+}
+
 /// YAML stream of the baselines.
-pub fn to_yaml(baselines: &[CronJobBaseline]) -> String {
+pub fn to_yaml<T: serde::Serialize>(baselines: &[T]) -> String {
     let mut out = String::new();
     for b in baselines {
         out.push_str("---\n");

@@ -441,53 +441,6 @@ fn most_specific_entry_wins_then_first_in_order() {
 }
 
 #[test]
-fn trusted_baselines_govern_selected_namespaces() {
-    let platform = with(
-        baseline(
-            "cronwarden-system",
-            "platform",
-            json!([{"namePattern": "*", "schedules": ["0 2 * * *"]}]),
-        ),
-        "/spec/namespaceSelector",
-        json!({"matchLabels": {"tier": "prod"}}),
-    );
-    let ns_prod = namespace("shop", json!({"tier": "prod"}));
-    let ns_dev = namespace("lab", json!({"tier": "dev"}));
-    let shop = with(cronjob("shop", "x"), "/spec/schedule", json!("0 4 * * *"));
-    let lab = with(cronjob("lab", "x"), "/spec/schedule", json!("0 4 * * *"));
-    let e = evaluate(&[platform.clone(), ns_prod, ns_dev, shop, lab]);
-    assert_eq!(rules(&e, "shop", "x"), vec![Rule::ScheduleNotApproved]);
-    assert!(rules(&e, "lab", "x").is_empty());
-    let report = e.baselines.iter().find(|b| b.name == "platform").unwrap();
-    assert!(report.problems.is_empty());
-    assert_eq!(report.governed_namespaces, 2, "its own namespace and shop");
-}
-
-#[test]
-fn namespace_selector_outside_trusted_namespaces_is_ignored_and_reported() {
-    let rogue = with(
-        baseline("team-a", "grab", json!([{"namePattern": "*"}])),
-        "/spec/namespaceSelector",
-        json!({"matchLabels": {"tier": "prod"}}),
-    );
-    let e = evaluate(&[
-        rogue,
-        namespace("shop", json!({"tier": "prod"})),
-        cronjob("shop", "x"),
-        cronjob("team-a", "y"),
-    ]);
-    // shop stays ungoverned; team-a is still governed by its own baseline.
-    assert!(rules(&e, "shop", "x").is_empty());
-    assert!(rules(&e, "team-a", "y").is_empty());
-    let report = &e.baselines[0];
-    assert_eq!(
-        report.problems[0].reason,
-        reasons::NAMESPACE_SELECTOR_IGNORED
-    );
-    assert_eq!(report.governed_namespaces, 1);
-}
-
-#[test]
 fn invalid_entries_are_named_and_the_rest_keeps_working() {
     let b = baseline(
         "apps",

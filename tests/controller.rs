@@ -20,6 +20,7 @@ use cronwarden::api::{CronJobBaseline, CronJobFinding};
 use cronwarden::cli::{Cli, Command};
 use cronwarden::controller::Controller;
 use cronwarden::controller::observe::index::Kind;
+use cronwarden::engine::Tier;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
@@ -207,13 +208,18 @@ fn seed(
     }
     let mut st = ctl.state.lock().unwrap();
     st.reset_cronjobs(cronjobs.into_iter().map(Into::into).collect());
-    st.reset_baselines(&ctl.engine, baselines);
+    st.reset_baselines(
+        &ctl.engine,
+        Tier::Namespace,
+        baselines.into_iter().map(Into::into).collect(),
+    );
     st.reset_findings(findings);
     st.reset_namespaces(Vec::new());
     for k in [
         Kind::CronJobs,
         Kind::Namespaces,
         Kind::Baselines,
+        Kind::ClusterBaselines,
         Kind::Findings,
     ] {
         st.set_synced(k);

@@ -392,7 +392,13 @@ fn sensitive_namespace_unless_approved() {
         &[cronjob("kube-systemd", "x")],
         Rule::SensitiveNamespace
     ));
-    let approved = baseline("kube-system", "sys", json!([{"name": "x"}]));
+    // Only the cluster tier vouches for a system namespace (SPEC 2.2).
+    let local = baseline("kube-system", "sys", json!([{"name": "x"}]));
+    assert!(fires(
+        &[cronjob("kube-system", "x"), local],
+        Rule::SensitiveNamespace
+    ));
+    let approved = cluster_baseline("sys", None, json!([{"name": "x"}]));
     assert!(!fires(
         &[cronjob("kube-system", "x"), approved],
         Rule::SensitiveNamespace
@@ -456,16 +462,17 @@ fn heuristics_can_be_disabled_and_waived_but_not_by_annotations() {
             .findings
             .is_empty()
     );
-    let waived = baseline(
-        "apps",
-        "b",
+    // The platform may waive it (a team may not: tests/tiers.rs).
+    let waived = cluster_baseline(
+        "platform",
+        None,
         json!([{"name": "x", "waive": ["HostPathMount"]}]),
     );
     assert!(evaluate(&[bad.clone(), waived]).findings.is_empty());
     // A waiver covers only what its entry matches.
-    let other = baseline(
-        "apps",
-        "b",
+    let other = cluster_baseline(
+        "platform",
+        None,
         json!([{"name": "y", "waive": ["HostPathMount"]}, {"name": "x"}]),
     );
     assert!(fires(&[bad, other], Rule::HostPathMount));

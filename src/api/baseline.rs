@@ -1,4 +1,7 @@
-//! `CronJobBaseline`: the approved inventory of CronJobs (SPEC 2.1).
+//! The two baseline tiers (SPEC 2.1): `ClusterCronJobBaseline`, the
+//! platform's guardrails over the namespaces it selects, and
+//! `CronJobBaseline`, a team's approved CronJobs in its own namespace.
+//! Both share the entry format; only the cluster kind selects namespaces.
 // Each `printcolumn(...)` repeats `type_`/`json_path`: not a duplicate.
 #![allow(clippy::duplicated_attributes)]
 
@@ -22,7 +25,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
     status = "CronJobBaselineStatus",
     shortname = "cjb",
     category = "cronwarden",
-    doc = "Approved CronJobs of a namespace, or of the namespaces a trusted baseline selects.",
+    doc = "A team's approved CronJobs: governs its own namespace only (the namespace tier).",
     printcolumn(
         name = "Entries",
         type_ = "integer",
@@ -53,11 +56,69 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CronJobBaselineSpec {
-    /// Honoured only for baselines in a trusted namespace; elsewhere the
-    /// baseline governs its own namespace and reports NamespaceSelectorIgnored.
+    /// What to do with CronJobs that match no entry.
+    #[serde(default)]
+    pub unapproved: Unapproved,
+    /// Detect only, or also suspend offending CronJobs (needs the controller's consent).
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// The approved CronJobs.
+    #[serde(default)]
+    #[schemars(length(max = 10000))]
+    pub approved: Vec<ApprovedEntry>,
+}
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "cronwarden.io",
+    version = "v1alpha1",
+    kind = "ClusterCronJobBaseline",
+    status = "CronJobBaselineStatus",
+    shortname = "ccjb",
+    category = "cronwarden",
+    doc = "The platform's approved CronJobs and guardrails for the namespaces its namespaceSelector selects (the cluster tier).",
+    printcolumn(
+        name = "Selector",
+        type_ = "string",
+        json_path = ".spec.namespaceSelector",
+        description = "namespaces governed (empty: every namespace)"
+    ),
+    printcolumn(
+        name = "Entries",
+        type_ = "integer",
+        json_path = ".status.entries",
+        description = "approved entries"
+    ),
+    printcolumn(
+        name = "Matched",
+        type_ = "integer",
+        json_path = ".status.matchedCronJobs",
+        description = "CronJobs matched by an entry"
+    ),
+    printcolumn(
+        name = "Open Findings",
+        type_ = "integer",
+        json_path = ".status.openFindings"
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterCronJobBaselineSpec {
+    /// The namespaces this baseline governs, by their labels; omitted =
+    /// every namespace. An invalid selector governs nothing and makes the
+    /// baseline Accepted=False.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
-    /// What to do with CronJobs that match no entry.
+    /// What to do with CronJobs that match no entry of the cluster tier.
     #[serde(default)]
     pub unapproved: Unapproved,
     /// Detect only, or also suspend offending CronJobs (needs the controller's consent).

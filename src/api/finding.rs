@@ -133,6 +133,12 @@ pub struct Violation {
     pub severity: Severity,
     #[schemars(length(max = 1024))]
     pub message: String,
+    /// The baseline entry that produced it (`payments/payments[3]`,
+    /// `ClusterCronJobBaseline/platform[0]`), or the baselines of the tier
+    /// for NotInBaseline; empty for heuristics.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub baseline: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,7 @@ pub const ANNOTATION_SUSPENDED_BY: &str = "cronwarden.io/suspended-by";
 pub const CONDITION_ACCEPTED: &str = "Accepted";
 pub const CONDITION_ACTIVE: &str = "Active";
 pub const CONDITION_ACKNOWLEDGED: &str = "Acknowledged";
+pub const CONDITION_RESTRICTED: &str = "Restricted";
 
 pub mod reasons {
     pub const ACCEPTED: &str = "Accepted";
@@ -39,7 +40,9 @@ pub mod reasons {
     pub const INVALID_PATTERN: &str = "InvalidPattern";
     pub const INVALID_DURATION: &str = "InvalidDuration";
     pub const INVALID_ENTRY: &str = "InvalidEntry";
-    pub const NAMESPACE_SELECTOR_IGNORED: &str = "NamespaceSelectorIgnored";
+    /// Restricted=True: a namespace baseline relaxes what it may not.
+    pub const RELAXATION_IGNORED: &str = "RelaxationIgnored";
+    pub const NOT_RESTRICTED: &str = "NotRestricted";
     pub const VIOLATIONS_OPEN: &str = "ViolationsOpen";
     pub const RESOLVED: &str = "Resolved";
     pub const APPROVED: &str = "Approved";
@@ -51,6 +54,7 @@ pub mod reasons {
     pub const FINDING_RESOLVED: &str = "FindingResolved";
     pub const CRONJOB_SUSPENDED: &str = "CronJobSuspended";
     pub const BASELINE_REJECTED: &str = "BaselineRejected";
+    pub const BASELINE_RESTRICTED: &str = "BaselineRestricted";
 }
 
 /// Severity of a violation, ordered so that `max()` is the worst.

@@ -16,11 +16,14 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use tracing::{debug, error, warn};
 
+use super::observe::index::StoredBaseline;
 use super::plan::{BaselineChange, EventSpec, FindingAction, FindingChange, Plan};
 use crate::api::{
-    ANNOTATION_SUSPENDED_BY, API_VERSION, CronJobBaseline, CronJobFinding, FIELD_MANAGER,
-    REPORTING_CONTROLLER, reasons,
+    ANNOTATION_SUSPENDED_BY, API_VERSION, ClusterCronJobBaseline, CronJobBaseline, CronJobFinding,
+    FIELD_MANAGER, REPORTING_CONTROLLER, reasons,
 };
+use crate::engine::Tier;
+use crate::engine::governance::CLUSTER_KIND;
 use crate::telemetry::{ErrorLabel, Metrics, ReasonLabel};
 
 pub use crate::error::{ControllerError as PublishError, retryable};
@@ -170,24 +173,47 @@ impl Publisher {
     pub async fn baseline(
         &self,
         change: &BaselineChange,
-    ) -> Result<Option<CronJobBaseline>, PublishError> {
-        let api: Api<CronJobBaseline> = Api::namespaced(self.client.clone(), &change.namespace);
+    ) -> Result<Option<StoredBaseline>, PublishError> {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let (kind, object) = match change.tier {
+            Tier::Cluster => (CLUSTER_KIND, format!("{CLUSTER_KIND} {}", change.name)),
+            Tier::Namespace => (
+                "CronJobBaseline",
+                format!("CronJobBaseline {}/{}", change.namespace, change.name),
+            ),
+        };
+        let mut metadata = json!({"name": change.name});
+        if change.tier == Tier::Namespace {
+            metadata["namespace"] = json!(change.namespace);
+        }
         let body = json!({
             "apiVersion": API_VERSION,
-            "kind": "CronJobBaseline",
-            "metadata": {"name": change.name, "namespace": change.namespace},
+            "kind": kind,
+            "metadata": metadata,
             "status": change.status,
         });
-        let object = format!("CronJobBaseline {}/{}", change.namespace, change.name);
         let patch = Patch::Apply(&body);
-        let o = self
-            .retry("apply status", &object, || {
-                api.patch_status(&change.name, &pp, &patch)
-            })
-            .await?;
+        let o: StoredBaseline = match change.tier {
+            Tier::Cluster => {
+                let api: Api<ClusterCronJobBaseline> = Api::all(self.client.clone());
+                self.retry("apply status", &object, || {
+                    api.patch_status(&change.name, &pp, &patch)
+                })
+                .await?
+                .into()
+            }
+            Tier::Namespace => {
+                let api: Api<CronJobBaseline> =
+                    Api::namespaced(self.client.clone(), &change.namespace);
+                self.retry("apply status", &object, || {
+                    api.patch_status(&change.name, &pp, &patch)
+                })
+                .await?
+                .into()
+            }
+        };
         self.metrics.write("baseline_status", "applied");
-        if let Some(ev) = &change.event {
+        for ev in &change.events {
             self.event(ev).await?;
         }
         Ok(Some(o))

@@ -13,7 +13,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Controller;
 use super::observe::observe;
-use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
 use crate::telemetry::Metrics;
 
@@ -34,7 +34,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?);
     info!(
         identity,
-        trusted = ?args.engine.trusted_namespaces,
         enforcement = args.allow_enforcement,
         retention_s = args.retention.as_secs(),
         "starting cronwarden controller"
@@ -61,6 +60,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(observe(
         Api::<CronJobBaseline>::all(client.clone()),
+        ctl.clone(),
+        notify.clone(),
+    ));
+    tokio::spawn(observe(
+        Api::<ClusterCronJobBaseline>::all(client.clone()),
         ctl.clone(),
         notify.clone(),
     ));

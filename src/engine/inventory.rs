@@ -22,7 +22,10 @@ use crate::api::ManagerRef;
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
     pub cronjobs: Vec<CronJobView>,
+    /// The namespace tier.
     pub baselines: Vec<crate::api::CronJobBaseline>,
+    /// The cluster tier.
+    pub cluster_baselines: Vec<crate::api::ClusterCronJobBaseline>,
     /// Namespace name → labels. Namespaces of CronJobs and baselines not
     /// listed here count as existing with no labels.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,

@@ -1,12 +1,15 @@
-//! Matching: the entries of the governing baselines form one pool, and a
-//! CronJob matches the most specific entry (name > namePattern > selector;
-//! ties go to the first baseline by namespace/name, then entry index).
+//! Matching: within a tier the entries of its governing baselines form one
+//! pool, and a CronJob matches the most specific entry (name > namePattern
+//! > selector; ties go to the first baseline by name, then entry index).
+//! The tiers are matched separately: an entry of one tier never replaces
+//! an entry of the other (SPEC 2.2).
 
 use std::collections::BTreeMap;
 
 use kube::core::SelectorExt;
 use rustc_hash::FxHashMap as HashMap;
 
+use super::governance::Governing;
 use super::{CompiledBaseline, CompiledEntry, CronJobView, EntryMatcher};
 use crate::api::{Enforcement, Unapproved};
 
@@ -85,5 +88,41 @@ impl<'a> Pool<'a> {
             .iter()
             .find(|e| e.matches(&cj.name, &cj.labels))
             .copied()
+    }
+}
+
+/// The entries a CronJob matched: `[cluster tier, namespace tier]`.
+pub type Matched<'a> = [Option<&'a CompiledEntry>; 2];
+
+/// The two tiers governing one namespace.
+pub struct Tiers<'a> {
+    pub cluster: Pool<'a>,
+    pub namespace: Pool<'a>,
+}
+
+impl<'a> Tiers<'a> {
+    pub fn new(g: Governing<'a>) -> Tiers<'a> {
+        Tiers {
+            cluster: Pool::new(g.cluster),
+            namespace: Pool::new(g.namespace),
+        }
+    }
+
+    /// The pools, cluster tier first (the order of [`Matched`]).
+    pub fn pools(&self) -> [&Pool<'a>; 2] {
+        [&self.cluster, &self.namespace]
+    }
+
+    /// The most specific entry of each tier.
+    pub fn best_match(&self, cj: &CronJobView) -> Matched<'a> {
+        [self.cluster.best_match(cj), self.namespace.best_match(cj)]
+    }
+
+    /// Keys of every governing baseline, cluster tier first.
+    pub fn keys(&self) -> Vec<String> {
+        self.pools()
+            .iter()
+            .flat_map(|p| p.baselines.iter().map(|b| b.key.clone()))
+            .collect()
     }
 }

@@ -28,16 +28,16 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::api::{CronJobBaseline, Rule, Severity};
+use crate::api::{Rule, Severity};
 use crate::error::SettingsError;
 pub use governance::{
-    BaselineReport, CompiledBaseline, CompiledEntry, EntryMatcher, Problem, aggregate, governing,
-    order,
+    BaselineReport, BaselineSource, CompiledBaseline, CompiledEntry, EntryMatcher, Problem, Tier,
+    aggregate, governing, order,
 };
 pub use inventory::{
     ContainerPath, ContainerView, CronJobView, HostPathVolume, Inventory, POD_PATH, PodView,
 };
-use matching::Pool;
+use matching::Tiers;
 use normalize::{ImageCache, IntervalCache};
 pub use verdict::{
     DesiredFinding, Evaluation, MAX_MESSAGE, NamespaceResult, bounded, max_severity, mitre, observe,
@@ -46,8 +46,6 @@ pub use verdict::{
 /// Engine settings shared by `scan` and the controller.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Namespaces whose baselines may use namespaceSelector.
-    pub trusted_namespaces: BTreeSet<String>,
     /// HighFrequencySchedule threshold where no entry sets minInterval.
     pub min_interval: Duration,
     /// Heuristic rules switched off.
@@ -60,7 +58,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            trusted_namespaces: BTreeSet::from(["cronwarden-system".to_owned()]),
             min_interval: Duration::from_secs(300),
             disabled_rules: BTreeSet::new(),
             registry_allowlist: Vec::new(),
@@ -107,14 +104,19 @@ impl Engine {
         })
     }
 
-    pub fn compile(&self, b: &CronJobBaseline) -> CompiledBaseline {
-        governance::compile(b, &self.settings.trusted_namespaces)
+    /// Compile a baseline of either tier.
+    pub fn compile<'a>(&self, b: impl Into<BaselineSource<'a>>) -> CompiledBaseline {
+        governance::compile(b.into(), &self.settings)
     }
 
     /// Evaluate an inventory from scratch.
     pub fn evaluate(&self, inv: &Inventory) -> Evaluation {
-        let compiled: Vec<CompiledBaseline> =
-            inv.baselines.iter().map(|b| self.compile(b)).collect();
+        let compiled: Vec<CompiledBaseline> = inv
+            .cluster_baselines
+            .iter()
+            .map(|b| self.compile(b))
+            .chain(inv.baselines.iter().map(|b| self.compile(b)))
+            .collect();
         let cronjobs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
         self.evaluate_compiled(&cronjobs, &compiled, &inv.namespaces)
     }
@@ -135,7 +137,12 @@ impl Engine {
         }
         let mut namespaces: BTreeSet<&str> = namespace_labels.keys().map(String::as_str).collect();
         namespaces.extend(by_ns.keys().copied());
-        namespaces.extend(ordered.iter().map(|b| b.namespace.as_str()));
+        namespaces.extend(
+            ordered
+                .iter()
+                .filter(|b| b.tier == Tier::Namespace)
+                .map(|b| b.namespace.as_str()),
+        );
         let results: Vec<NamespaceResult> = namespaces
             .iter()
             .map(|ns| {
@@ -164,35 +171,30 @@ impl Engine {
         cronjobs: &[&CronJobView],
         baselines: &[&CompiledBaseline],
     ) -> NamespaceResult {
-        let pool = Pool::new(governing(ns, labels, baselines));
-        let mut findings: Vec<DesiredFinding> = Vec::new();
-        let mut matched: BTreeMap<String, usize> = BTreeMap::new();
+        let tiers = Tiers::new(governing(ns, labels, baselines));
+        let mut result = NamespaceResult {
+            namespace: ns.to_owned(),
+            governing: tiers.keys(),
+            ..NamespaceResult::default()
+        };
         for cj in cronjobs {
-            let entry = pool.best_match(cj);
-            if let Some(e) = entry {
-                match matched.get_mut(e.baseline.as_str()) {
-                    Some(n) => *n += 1,
-                    None => {
-                        matched.insert(e.baseline.clone(), 1);
-                    }
-                }
+            let matched = tiers.best_match(cj);
+            for e in matched.iter().flatten() {
+                *result.matched.entry(e.baseline.clone()).or_default() += 1;
             }
-            if let Some(f) = self.evaluate_cronjob(cj, &pool, entry) {
-                findings.push(f);
+            let (finding, restricted) = self.evaluate_cronjob(cj, &tiers, matched);
+            result.findings.extend(finding);
+            for (b, msg) in restricted {
+                result.restricted.entry(b).or_default().insert(msg);
             }
         }
-        findings.extend(rules::baseline::missing_required(
+        result.findings.extend(rules::baseline::missing_required(
             ns,
             cronjobs,
-            &pool,
+            &tiers,
             &self.settings,
         ));
-        findings.sort_by(|a, b| a.name.cmp(&b.name));
-        NamespaceResult {
-            namespace: ns.to_owned(),
-            governing: pool.baselines.iter().map(|b| b.key.clone()).collect(),
-            matched,
-            findings,
-        }
+        result.findings.sort_by(|a, b| a.name.cmp(&b.name));
+        result
     }
 }

@@ -2,11 +2,12 @@
 //! global switches, waivers and severity overrides in one place, and are
 //! assembled into the [`DesiredFinding`] of a subject.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::matching::Pool;
+use super::governance::relax::{namespace_may_relax, refusal, severity_before_namespace};
+use super::matching::{Matched, Tiers};
 use super::{BaselineReport, CompiledEntry, CronJobView, Settings};
 use crate::api::{Enforcement, Mitre, Observed, Rule, Severity, Subject, Violation};
 
@@ -72,34 +73,53 @@ pub struct NamespaceResult {
     pub governing: Vec<String>,
     /// Baseline → CronJobs of this namespace its entries matched.
     pub matched: BTreeMap<String, usize>,
+    /// Baseline → relaxations of it refused while evaluating (SPEC 2.2).
+    pub restricted: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Collects one subject's violations, applying waivers, switches and
-/// severity overrides in one place. The rule being evaluated is set by the
-/// dispatcher ([`Finder::check`]), so a check function never names it.
+/// Collects one subject's violations, applying global switches, waivers
+/// and severity overrides of both tiers in one place (SPEC 2.2). The rule
+/// being evaluated is set by the dispatcher ([`Finder::check`]), so a check
+/// function never names it; the entry it is checked against is set with
+/// [`Finder::source`].
 pub struct Finder<'a> {
-    entry: Option<&'a CompiledEntry>,
+    cluster: Option<&'a CompiledEntry>,
+    namespace: Option<&'a CompiledEntry>,
     settings: &'a Settings,
     /// The rule whose check is running; None outside [`Finder::check`].
     rule: Option<Rule>,
+    /// What produced the violations pushed now: an entry id, a tier's
+    /// baselines (NotInBaseline), or empty for heuristics.
+    source: String,
     violations: Vec<Violation>,
+    /// (baseline key, message): namespace-tier relaxations not honoured.
+    restricted: Vec<(String, String)>,
 }
 
 impl<'a> Finder<'a> {
-    pub fn new(entry: Option<&'a CompiledEntry>, settings: &'a Settings) -> Self {
+    pub fn new(matched: Matched<'a>, settings: &'a Settings) -> Self {
         Finder {
-            entry,
+            cluster: matched[0],
+            namespace: matched[1],
             settings,
             rule: None,
+            source: String::new(),
             violations: Vec::new(),
+            restricted: Vec::new(),
         }
     }
 
-    /// False for a heuristic switched off globally or waived by the matched entry.
+    /// Attribute the next violations to this entry or tier (empty: none).
+    pub fn source(&mut self, source: String) {
+        self.source = source;
+    }
+
+    /// False for a heuristic switched off globally or waived by the
+    /// cluster tier; a namespace-tier waiver is weighed per violation.
     pub fn enabled(&self, rule: Rule) -> bool {
         !rule.is_heuristic()
             || !(self.settings.disabled_rules.contains(&rule)
-                || self.entry.is_some_and(|e| e.waive.contains(&rule)))
+                || self.cluster.is_some_and(|e| e.waive.contains(&rule)))
     }
 
     /// Run `check` for `rule` when the rule is enabled; its pushes are `rule`'s.
@@ -109,6 +129,22 @@ impl<'a> Finder<'a> {
             check(self);
             self.rule = None;
         }
+    }
+
+    /// Whether the namespace tier may relax the current rule (for a
+    /// relaxation that is not a waiver or an override, like minInterval);
+    /// a refusal is recorded for Restricted.
+    pub fn namespace_may_relax(&mut self, what: impl FnOnce() -> String) -> bool {
+        let (Some(rule), Some(ns)) = (self.rule, self.namespace) else {
+            return false;
+        };
+        let sev = severity_before_namespace(rule, None, self.settings, self.cluster);
+        if namespace_may_relax(rule, sev) {
+            return true;
+        }
+        self.restricted
+            .push((ns.baseline.clone(), refusal(ns, &what(), rule, sev)));
+        false
     }
 
     /// Record a violation of the current rule; `severity` replaces the
@@ -125,17 +161,31 @@ impl<'a> Finder<'a> {
             debug_assert!(false, "Finder::push outside Finder::check");
             return;
         };
-        let severity = self
-            .entry
-            .and_then(|e| e.severity_overrides.get(&rule))
-            .or_else(|| self.settings.severity_overrides.get(&rule))
-            .copied()
-            .or(severity)
-            .unwrap_or_else(|| rule.default_severity());
+        let mut severity = severity_before_namespace(rule, severity, self.settings, self.cluster);
+        if let Some(ns) = self.namespace {
+            let relaxable = namespace_may_relax(rule, severity);
+            if ns.waive.contains(&rule) {
+                if relaxable {
+                    return;
+                }
+                let why = refusal(ns, &format!("waive {rule}"), rule, severity);
+                self.restricted.push((ns.baseline.clone(), why));
+            }
+            if let Some(s) = ns.severity_overrides.get(&rule).copied() {
+                if s >= severity || relaxable {
+                    severity = s;
+                } else {
+                    let what = format!("severityOverrides {rule}: {s}");
+                    let why = refusal(ns, &what, rule, severity);
+                    self.restricted.push((ns.baseline.clone(), why));
+                }
+            }
+        }
         self.violations.push(Violation {
             rule,
             severity,
             message: bounded(message, MAX_MESSAGE),
+            baseline: self.source.clone(),
             field: Some(field),
             expected: Some(bounded(expected.into(), MAX_MESSAGE)),
             actual: Some(bounded(actual.into(), MAX_MESSAGE)),
@@ -144,40 +194,52 @@ impl<'a> Finder<'a> {
         });
     }
 
-    /// The violations, sorted by rule (catalogue order), then field.
-    pub fn finish(mut self) -> Vec<Violation> {
+    /// The violations, sorted by rule (catalogue order), field and source,
+    /// and the refused relaxations.
+    pub fn finish(mut self) -> (Vec<Violation>, Vec<(String, String)>) {
         self.violations
-            .sort_by(|a, b| (a.rule, &a.field).cmp(&(b.rule, &b.field)));
-        self.violations
+            .sort_by(|a, b| (a.rule, &a.field, &a.baseline).cmp(&(b.rule, &b.field, &b.baseline)));
+        (self.violations, self.restricted)
     }
 }
 
 /// The finding of a CronJob from its violations: which baselines speak for
-/// it, and whether its baseline asks for a suspension (SPEC 6: only for
-/// baseline-rule violations of severity high or above).
+/// it (per tier, the matched entry's, else every governing one), its owner
+/// (the team's entry first), and whether a baseline asks for a suspension
+/// (SPEC 6: for a baseline-rule violation of severity high or above that
+/// its tier produced; never from an invalid baseline).
 pub fn assemble(
     cj: &CronJobView,
-    pool: &Pool,
-    entry: Option<&CompiledEntry>,
+    tiers: &Tiers,
+    matched: Matched,
     violations: Vec<Violation>,
 ) -> Option<DesiredFinding> {
     if violations.is_empty() {
         return None;
     }
-    let baselines: Vec<String> = match entry {
-        Some(e) => vec![e.baseline.clone()],
-        None => pool.baselines.iter().map(|b| b.key.clone()).collect(),
-    };
-    let suspend_by = match entry {
-        Some(e) if e.enforcement == Enforcement::Suspend => Some(e.baseline.clone()),
-        Some(_) => None,
-        None => pool.suspend_by.map(str::to_owned),
+    let mut baselines = Vec::new();
+    let mut suspend_by = None;
+    for (pool, entry) in tiers.pools().into_iter().zip(matched) {
+        let (keys, suspend): (Vec<String>, Option<&str>) = match entry {
+            Some(e) => (
+                vec![e.baseline.clone()],
+                (e.enforcement == Enforcement::Suspend).then_some(e.baseline.as_str()),
+            ),
+            None => (
+                pool.baselines.iter().map(|b| b.key.clone()).collect(),
+                pool.suspend_by,
+            ),
+        };
+        let serious = violations.iter().any(|v| {
+            !v.rule.is_heuristic()
+                && v.severity >= Severity::High
+                && keys.iter().any(|k| produced_by(&v.baseline, k))
+        });
+        if serious && suspend_by.is_none() {
+            suspend_by = suspend.map(str::to_owned);
+        }
+        baselines.extend(keys);
     }
-    .filter(|_| {
-        violations
-            .iter()
-            .any(|v| !v.rule.is_heuristic() && v.severity >= Severity::High)
-    });
     Some(DesiredFinding {
         namespace: cj.namespace.clone(),
         name: cj.name.clone(),
@@ -186,8 +248,20 @@ pub fn assemble(
         violations,
         observed: Some(observe(cj)),
         baselines,
-        owner: entry.and_then(|e| e.owner.clone()),
+        owner: matched[1]
+            .and_then(|e| e.owner.clone())
+            .or_else(|| matched[0].and_then(|e| e.owner.clone())),
         suspend_by,
+    })
+}
+
+/// Whether a violation's `baseline` names this baseline (an entry of it,
+/// or it among a tier's baselines).
+fn produced_by(source: &str, key: &str) -> bool {
+    source.split(", ").any(|s| {
+        s == key
+            || s.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('['))
     })
 }
 

@@ -5,8 +5,8 @@ pub mod render;
 
 use std::path::PathBuf;
 
-use crate::api::{Severity, reasons};
-use crate::engine::{DesiredFinding, Engine, Evaluation};
+use crate::api::Severity;
+use crate::engine::{DesiredFinding, Engine, Evaluation, Tier};
 use crate::manifest::{InputError, Loaded, Source};
 
 pub use render::{Format, render};
@@ -64,14 +64,12 @@ pub fn scan_paths(engine: &Engine, paths: &[PathBuf]) -> ScanResult {
 pub fn scan_loaded(engine: &Engine, loaded: Loaded) -> ScanResult {
     let evaluation = engine.evaluate(&loaded.inventory);
     let mut errors = loaded.errors.clone();
-    // An invalid baseline is bad input for scan; a namespaceSelector outside
-    // a trusted namespace is a warning the engine already applied.
+    // An invalid baseline is bad input for scan (the API server would
+    // accept it, but it approves nothing); a refused relaxation is shown
+    // under the table, like the controller's Restricted condition.
     for b in &evaluation.baselines {
         for p in &b.problems {
-            if p.reason == reasons::NAMESPACE_SELECTOR_IGNORED {
-                continue;
-            }
-            let key = format!("{}/{}", b.namespace, b.name);
+            let key = b.key();
             let source = loaded
                 .baseline_sources
                 .get(&key)
@@ -79,7 +77,10 @@ pub fn scan_loaded(engine: &Engine, loaded: Loaded) -> ScanResult {
                 .unwrap_or_else(|| Source::file("<unknown>"));
             errors.push(InputError {
                 location: source,
-                object: Some(format!("CronJobBaseline {key}")),
+                object: Some(match b.tier {
+                    Tier::Cluster => key.clone(),
+                    Tier::Namespace => format!("CronJobBaseline {key}"),
+                }),
                 field: Some(field_of_problem(&p.message)),
                 message: format!("{} ({})", p.message, p.reason),
             });

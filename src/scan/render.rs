@@ -112,7 +112,7 @@ fn table(result: &ScanResult) -> String {
         out,
         "{} CronJobs, {} baselines, {} findings{}",
         result.loaded.inventory.cronjobs.len(),
-        result.loaded.inventory.baselines.len(),
+        result.loaded.inventory.baselines.len() + result.loaded.inventory.cluster_baselines.len(),
         result.evaluation.findings.len(),
         if counts.is_empty() {
             String::new()
@@ -122,11 +122,10 @@ fn table(result: &ScanResult) -> String {
     );
     for b in &result.evaluation.baselines {
         for p in &b.problems {
-            let _ = writeln!(
-                out,
-                "baseline {}/{}: {} ({})",
-                b.namespace, b.name, p.message, p.reason
-            );
+            let _ = writeln!(out, "baseline {}: {} ({})", b.key(), p.message, p.reason);
+        }
+        for r in &b.restricted {
+            let _ = writeln!(out, "baseline {}: restricted: {r}", b.key());
         }
     }
     out

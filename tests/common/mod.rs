@@ -108,3 +108,16 @@ pub fn fires(objects: &[Value], rule: Rule) -> bool {
     let e = evaluate(objects);
     e.findings.iter().any(|f| f.rules().contains(&rule))
 }
+
+pub fn cluster_baseline(name: &str, selector: Option<Value>, entries: Value) -> Value {
+    let mut spec = json!({"approved": entries});
+    if let Some(s) = selector {
+        spec["namespaceSelector"] = s;
+    }
+    json!({
+        "apiVersion": "cronwarden.io/v1alpha1",
+        "kind": "ClusterCronJobBaseline",
+        "metadata": {"name": name},
+        "spec": spec
+    })
+}

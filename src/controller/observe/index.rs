@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
-use crate::api::{CronJobBaseline, CronJobFinding};
-use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult};
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobBaselineStatus, CronJobFinding};
+use crate::engine::governance::governs;
+use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult, Tier};
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -17,6 +18,91 @@ pub enum Kind {
     Namespaces = 1,
     Baselines = 2,
     Findings = 3,
+    ClusterBaselines = 4,
+}
+
+/// A baseline of either tier, as the index keeps it (no managedFields).
+#[derive(Clone, Debug)]
+pub enum StoredBaseline {
+    Namespaced(CronJobBaseline),
+    Cluster(ClusterCronJobBaseline),
+}
+
+impl StoredBaseline {
+    /// `namespace/name`, or `ClusterCronJobBaseline/name`.
+    pub fn key(&self) -> String {
+        match self {
+            StoredBaseline::Namespaced(b) => crate::engine::governance::baseline_key(
+                Tier::Namespace,
+                &b.namespace().unwrap_or_default(),
+                &b.name_any(),
+            ),
+            StoredBaseline::Cluster(b) => {
+                crate::engine::governance::baseline_key(Tier::Cluster, "", &b.name_any())
+            }
+        }
+    }
+
+    pub fn status(&self) -> Option<&CronJobBaselineStatus> {
+        match self {
+            StoredBaseline::Namespaced(b) => b.status.as_ref(),
+            StoredBaseline::Cluster(b) => b.status.as_ref(),
+        }
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        match self {
+            StoredBaseline::Namespaced(b) => b.metadata.generation,
+            StoredBaseline::Cluster(b) => b.metadata.generation,
+        }
+    }
+
+    pub fn uid(&self) -> Option<String> {
+        match self {
+            StoredBaseline::Namespaced(b) => b.metadata.uid.clone(),
+            StoredBaseline::Cluster(b) => b.metadata.uid.clone(),
+        }
+    }
+
+    /// Same spec and generation: only the status (often our own write) moved.
+    fn same_spec(&self, other: &StoredBaseline) -> bool {
+        match (self, other) {
+            (StoredBaseline::Namespaced(a), StoredBaseline::Namespaced(b)) => {
+                a.spec == b.spec && a.metadata.generation == b.metadata.generation
+            }
+            (StoredBaseline::Cluster(a), StoredBaseline::Cluster(b)) => {
+                a.spec == b.spec && a.metadata.generation == b.metadata.generation
+            }
+            _ => false,
+        }
+    }
+
+    fn compile(&self, engine: &Engine) -> CompiledBaseline {
+        match self {
+            StoredBaseline::Namespaced(b) => engine.compile(b),
+            StoredBaseline::Cluster(b) => engine.compile(b),
+        }
+    }
+
+    fn strip(mut self) -> Self {
+        match &mut self {
+            StoredBaseline::Namespaced(b) => b.metadata.managed_fields = None,
+            StoredBaseline::Cluster(b) => b.metadata.managed_fields = None,
+        }
+        self
+    }
+}
+
+impl From<CronJobBaseline> for StoredBaseline {
+    fn from(b: CronJobBaseline) -> Self {
+        StoredBaseline::Namespaced(b)
+    }
+}
+
+impl From<ClusterCronJobBaseline> for StoredBaseline {
+    fn from(b: ClusterCronJobBaseline) -> Self {
+        StoredBaseline::Cluster(b)
+    }
 }
 
 #[derive(Default)]
@@ -24,8 +110,8 @@ pub struct State {
     /// namespace → name → stripped CronJob.
     pub cronjobs: BTreeMap<String, BTreeMap<String, CronJobView>>,
     pub namespaces: BTreeMap<String, Labels>,
-    /// `namespace/name` → (object, compiled form, kept until the spec changes).
-    pub baselines: BTreeMap<String, (CronJobBaseline, CompiledBaseline)>,
+    /// Baseline key → (object, compiled form, kept until the spec changes).
+    pub baselines: BTreeMap<String, (StoredBaseline, CompiledBaseline)>,
     /// namespace → name → finding.
     pub findings: BTreeMap<String, BTreeMap<String, CronJobFinding>>,
     /// Last engine verdict per namespace (baseline counts, metrics).
@@ -33,11 +119,7 @@ pub struct State {
     pub dirty: BTreeSet<String>,
     pub all_dirty: bool,
     pub baselines_dirty: bool,
-    synced: [bool; 4],
-}
-
-fn key(ns: &str, name: &str) -> String {
-    format!("{ns}/{name}")
+    synced: [bool; 5],
 }
 
 impl State {
@@ -124,31 +206,27 @@ impl State {
 
     /// Namespaces a baseline governs under the current labels.
     fn scope_of(&self, c: &CompiledBaseline) -> Vec<String> {
-        let mut out = vec![c.namespace.clone()];
-        if let Some(sel) = &c.namespace_selector {
-            out.extend(
-                self.namespaces
-                    .iter()
-                    .filter(|(_, l)| kube::core::SelectorExt::matches(sel, l))
-                    .map(|(n, _)| n.clone()),
-            );
+        match c.tier {
+            Tier::Namespace => vec![c.namespace.clone()],
+            Tier::Cluster => self
+                .namespaces
+                .iter()
+                .filter(|(_, l)| governs(c, l))
+                .map(|(n, _)| n.clone())
+                .collect(),
         }
-        out
     }
 
     /// A baseline change re-evaluates the namespaces it governed before and
     /// governs now, nothing else (SPEC 5).
-    pub fn apply_baseline(&mut self, engine: &Engine, mut b: CronJobBaseline) {
-        b.metadata.managed_fields = None;
-        let k = key(&b.namespace().unwrap_or_default(), &b.name_any());
-        let unchanged = self.baselines.get(&k).is_some_and(|(old, _)| {
-            old.spec == b.spec && old.metadata.generation == b.metadata.generation
-        });
-        if unchanged {
+    pub fn apply_baseline(&mut self, engine: &Engine, b: impl Into<StoredBaseline>) {
+        let b = b.into().strip();
+        let k = b.key();
+        if let Some(slot) = self.baselines.get_mut(&k)
+            && slot.0.same_spec(&b)
+        {
             // Status-only update (often our own write): keep the object fresh.
-            if let Some(slot) = self.baselines.get_mut(&k) {
-                slot.0 = b;
-            }
+            slot.0 = b;
             return;
         }
         let mut scope = self
@@ -156,7 +234,7 @@ impl State {
             .get(&k)
             .map(|(_, c)| self.scope_of(c))
             .unwrap_or_default();
-        let compiled = engine.compile(&b);
+        let compiled = b.compile(engine);
         scope.extend(self.scope_of(&compiled));
         self.baselines.insert(k, (b, compiled));
         for ns in scope {
@@ -165,8 +243,8 @@ impl State {
         self.baselines_dirty = true;
     }
 
-    pub fn delete_baseline(&mut self, b: &CronJobBaseline) {
-        let k = key(&b.namespace().unwrap_or_default(), &b.name_any());
+    pub fn delete_baseline(&mut self, b: impl Into<StoredBaseline>) {
+        let k = b.into().key();
         if let Some((_, c)) = self.baselines.remove(&k) {
             for ns in self.scope_of(&c) {
                 self.mark(&ns);
@@ -175,18 +253,14 @@ impl State {
         self.baselines_dirty = true;
     }
 
-    pub fn reset_baselines(&mut self, engine: &Engine, all: Vec<CronJobBaseline>) {
-        self.baselines = all
-            .into_iter()
-            .map(|mut b| {
-                b.metadata.managed_fields = None;
-                let c = engine.compile(&b);
-                (
-                    key(&b.namespace().unwrap_or_default(), &b.name_any()),
-                    (b, c),
-                )
-            })
-            .collect();
+    /// Replace the baselines of one tier after a (re)list.
+    pub fn reset_baselines(&mut self, engine: &Engine, tier: Tier, all: Vec<StoredBaseline>) {
+        self.baselines.retain(|_, (_, c)| c.tier != tier);
+        for b in all {
+            let b = b.strip();
+            let c = b.compile(engine);
+            self.baselines.insert(b.key(), (b, c));
+        }
         self.all_dirty = true;
         self.baselines_dirty = true;
     }

@@ -18,10 +18,10 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::Controller;
-use crate::api::{CronJobBaseline, CronJobFinding};
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
-use crate::engine::{CronJobView, Engine};
-use index::{Kind, Labels, State};
+use crate::engine::{CronJobView, Engine, Tier};
+use index::{Kind, Labels, State, StoredBaseline};
 
 /// One kind of watched object and how it updates the index.
 pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
@@ -75,22 +75,30 @@ impl Watched for Namespace {
 
 /// Baselines and findings are kept whole, less their managedFields (the
 /// index drops those, whichever way an object arrives).
-impl Watched for CronJobBaseline {
-    const KIND: Kind = Kind::Baselines;
-    type Item = Self;
-    fn project(o: Self) -> Self {
-        o
-    }
-    fn apply(st: &mut State, engine: &Engine, o: Self) {
-        st.apply_baseline(engine, o)
-    }
-    fn delete(st: &mut State, o: &Self) {
-        st.delete_baseline(o)
-    }
-    fn reset(st: &mut State, engine: &Engine, all: Vec<Self>) {
-        st.reset_baselines(engine, all)
-    }
+macro_rules! watched_baseline {
+    ($kind:ty, $sync:ident, $tier:ident) => {
+        impl Watched for $kind {
+            const KIND: Kind = Kind::$sync;
+            type Item = Self;
+            fn project(o: Self) -> Self {
+                o
+            }
+            fn apply(st: &mut State, engine: &Engine, o: Self) {
+                st.apply_baseline(engine, o)
+            }
+            fn delete(st: &mut State, o: &Self) {
+                st.delete_baseline(o.clone())
+            }
+            fn reset(st: &mut State, engine: &Engine, all: Vec<Self>) {
+                let all = all.into_iter().map(StoredBaseline::from).collect();
+                st.reset_baselines(engine, Tier::$tier, all)
+            }
+        }
+    };
 }
+
+watched_baseline!(CronJobBaseline, Baselines, Namespace);
+watched_baseline!(ClusterCronJobBaseline, ClusterBaselines, Cluster);
 
 impl Watched for CronJobFinding {
     const KIND: Kind = Kind::Findings;

@@ -49,10 +49,13 @@ pub struct FindingChange {
 /// What to write for one baseline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineChange {
+    pub tier: crate::engine::Tier,
+    /// Empty for the cluster tier.
     pub namespace: String,
     pub name: String,
     pub status: CronJobBaselineStatus,
-    pub event: Option<EventSpec>,
+    /// BaselineRejected and BaselineRestricted, on transitions only.
+    pub events: Vec<EventSpec>,
 }
 
 pub fn cronjob_ref(namespace: &str, name: &str, uid: Option<&str>) -> ObjectReference {

@@ -95,8 +95,7 @@ impl Controller {
             let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
             let reports = aggregate(&ordered, st.results.values());
             for r in &reports {
-                let key = format!("{}/{}", r.namespace, r.name);
-                if let Some((b, _)) = st.baselines.get(&key) {
+                if let Some((b, _)) = st.baselines.get(&r.key()) {
                     match plan_baseline(r, b, now) {
                         Some(c) => plan.baselines.push(c),
                         None => self.metrics.write("baseline_status", "skipped"),
@@ -128,8 +127,7 @@ impl Controller {
         let (mut ok, mut bad) = (0, 0);
         for (b, _) in st.baselines.values() {
             let accepted = b
-                .status
-                .as_ref()
+                .status()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_ACCEPTED))
                 .is_none_or(|c| c.status == "True");
             if accepted { ok += 1 } else { bad += 1 }

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use kube::core::Selector;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
 use crate::api::{
-    ApprovedCommand, ApprovedEntry, CronJobBaseline, Enforcement, Rule, Severity, Unapproved,
-    reasons,
+    ApprovedCommand, ApprovedEntry, ClusterCronJobBaseline, CronJobBaseline, Enforcement, Rule,
+    Severity, Unapproved, reasons,
 };
+use crate::engine::Settings;
 use crate::engine::normalize::{
     Glob, ImagePattern, normalize_schedule, parse_duration, parse_schedule,
 };
@@ -39,10 +42,26 @@ impl EntryMatcher {
     }
 }
 
+/// The two tiers of SPEC 2.1; a CronJob must satisfy every tier that
+/// governs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// ClusterCronJobBaselines: the platform's guardrails.
+    Cluster,
+    /// CronJobBaselines: a team's inventory of its own namespace.
+    #[default]
+    Namespace,
+}
+
+/// Kind name of the cluster tier, the prefix of its baseline keys.
+pub const CLUSTER_KIND: &str = "ClusterCronJobBaseline";
+
 #[derive(Debug)]
 pub struct CompiledEntry {
-    /// `namespace/name` of the baseline.
+    /// Key of the baseline: `namespace/name`, or
+    /// `ClusterCronJobBaseline/name` for the cluster tier.
     pub baseline: String,
+    pub tier: Tier,
     pub index: usize,
     pub matcher: EntryMatcher,
     pub required: bool,
@@ -67,6 +86,11 @@ impl CompiledEntry {
     pub fn label(&self) -> EntryLabel<'_> {
         EntryLabel(self)
     }
+
+    /// `ns/baseline[i]`: what a violation records as its `baseline`.
+    pub fn id(&self) -> String {
+        format!("{}[{}]", self.baseline, self.index)
+    }
 }
 
 pub struct EntryLabel<'a>(&'a CompiledEntry);
@@ -85,19 +109,82 @@ impl std::fmt::Display for EntryLabel<'_> {
 
 #[derive(Debug)]
 pub struct CompiledBaseline {
+    pub tier: Tier,
+    /// Empty for the cluster tier.
     pub namespace: String,
     pub name: String,
-    /// `namespace/name`.
+    /// `namespace/name`, or `ClusterCronJobBaseline/name`.
     pub key: String,
+    pub uid: Option<String>,
     pub generation: Option<i64>,
-    /// Set only when the baseline sits in a trusted namespace.
+    /// Cluster tier: which namespaces it governs (None: every namespace).
     pub namespace_selector: Option<Selector>,
+    /// Cluster tier: the selector did not compile, so it governs nothing.
+    pub selector_invalid: bool,
     pub unapproved: Unapproved,
+    /// Detect when the baseline has any problem: enforcement never acts on
+    /// an invalid baseline (SPEC 6).
     pub enforcement: Enforcement,
     pub entries: Vec<CompiledEntry>,
     /// Entries as declared (valid or not), for status.
     pub declared_entries: usize,
     pub problems: Vec<Problem>,
+    /// Relaxations of a namespace baseline that are never honoured
+    /// (SPEC 2.2), named by entry and rule; reported as Restricted=True.
+    pub restricted: Vec<String>,
+}
+
+/// What compile reads of either baseline kind.
+pub struct BaselineSource<'a> {
+    pub tier: Tier,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: Option<&'a str>,
+    pub generation: Option<i64>,
+    pub namespace_selector: Option<&'a LabelSelector>,
+    pub unapproved: Unapproved,
+    pub enforcement: Enforcement,
+    pub approved: &'a [ApprovedEntry],
+}
+
+impl<'a> From<&'a CronJobBaseline> for BaselineSource<'a> {
+    fn from(b: &'a CronJobBaseline) -> Self {
+        BaselineSource {
+            tier: Tier::Namespace,
+            namespace: b.metadata.namespace.as_deref().unwrap_or_default(),
+            name: b.metadata.name.as_deref().unwrap_or_default(),
+            uid: b.metadata.uid.as_deref(),
+            generation: b.metadata.generation,
+            namespace_selector: None,
+            unapproved: b.spec.unapproved,
+            enforcement: b.spec.enforcement,
+            approved: &b.spec.approved,
+        }
+    }
+}
+
+impl<'a> From<&'a ClusterCronJobBaseline> for BaselineSource<'a> {
+    fn from(b: &'a ClusterCronJobBaseline) -> Self {
+        BaselineSource {
+            tier: Tier::Cluster,
+            namespace: "",
+            name: b.metadata.name.as_deref().unwrap_or_default(),
+            uid: b.metadata.uid.as_deref(),
+            generation: b.metadata.generation,
+            namespace_selector: b.spec.namespace_selector.as_ref(),
+            unapproved: b.spec.unapproved,
+            enforcement: b.spec.enforcement,
+            approved: &b.spec.approved,
+        }
+    }
+}
+
+/// The key of a baseline: `namespace/name` or `ClusterCronJobBaseline/name`.
+pub fn baseline_key(tier: Tier, namespace: &str, name: &str) -> String {
+    match tier {
+        Tier::Cluster => format!("{CLUSTER_KIND}/{name}"),
+        Tier::Namespace => format!("{namespace}/{name}"),
+    }
 }
 
 fn entry_name(base: &str, i: usize, e: &ApprovedEntry) -> String {
@@ -115,57 +202,69 @@ fn entry_name(base: &str, i: usize, e: &ApprovedEntry) -> String {
 }
 
 /// Compile one baseline. Invalid entries are left out and named in
-/// `problems`; the rest keep working.
-pub fn compile(b: &CronJobBaseline, trusted: &BTreeSet<String>) -> CompiledBaseline {
-    let namespace = b.metadata.namespace.clone().unwrap_or_default();
-    let name = b.metadata.name.clone().unwrap_or_default();
-    let key = format!("{namespace}/{name}");
+/// `problems` (they approve nothing: fail closed); the rest keep working.
+pub fn compile(b: BaselineSource, settings: &Settings) -> CompiledBaseline {
+    let key = baseline_key(b.tier, b.namespace, b.name);
     let mut problems = Vec::new();
-    let namespace_selector = match &b.spec.namespace_selector {
+    let mut selector_invalid = false;
+    let namespace_selector = match b.namespace_selector {
         None => None,
-        Some(_) if !trusted.contains(&namespace) => {
-            problems.push(Problem {
-                reason: reasons::NAMESPACE_SELECTOR_IGNORED,
-                message: format!(
-                    "baseline {key}: namespaceSelector is ignored because namespace {namespace} is not trusted; it governs only its own namespace"
-                ),
-            });
-            None
-        }
         Some(sel) => match Selector::try_from(sel.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
+                selector_invalid = true;
                 problems.push(Problem {
                     reason: reasons::INVALID_PATTERN,
-                    message: format!("baseline {key}: invalid namespaceSelector: {e}"),
+                    message: format!(
+                        "baseline {key}: invalid namespaceSelector ({e}); it governs no namespace"
+                    ),
                 });
                 None
             }
         },
     };
     let mut entries = Vec::new();
-    for (i, e) in b.spec.approved.iter().enumerate() {
-        match compile_entry(&key, i, e, b.spec.enforcement) {
-            Ok(c) => entries.push(c),
+    let mut restricted = Vec::new();
+    for (i, e) in b.approved.iter().enumerate() {
+        match compile_entry(&key, b.tier, i, e, b.enforcement) {
+            Ok(c) => {
+                if b.tier == Tier::Namespace {
+                    restricted.extend(super::relax::never_honoured(&c, settings));
+                }
+                entries.push(c)
+            }
             Err(p) => problems.push(p),
         }
     }
+    let enforcement = if problems.is_empty() {
+        b.enforcement
+    } else {
+        Enforcement::Detect
+    };
+    for e in &mut entries {
+        e.enforcement = enforcement;
+    }
     CompiledBaseline {
-        namespace,
-        name,
+        tier: b.tier,
+        namespace: b.namespace.to_owned(),
+        name: b.name.to_owned(),
         key,
-        generation: b.metadata.generation,
+        uid: b.uid.map(str::to_owned),
+        generation: b.generation,
         namespace_selector,
-        unapproved: b.spec.unapproved,
-        enforcement: b.spec.enforcement,
+        selector_invalid,
+        unapproved: b.unapproved,
+        enforcement,
         entries,
-        declared_entries: b.spec.approved.len(),
+        declared_entries: b.approved.len(),
         problems,
+        restricted,
     }
 }
 
 fn compile_entry(
     base: &str,
+    tier: Tier,
     i: usize,
     e: &ApprovedEntry,
     enforcement: Enforcement,
@@ -253,6 +352,7 @@ fn compile_entry(
     }
     Ok(CompiledEntry {
         baseline: base.to_owned(),
+        tier,
         index: i,
         matcher,
         required: e.required == Some(true),

@@ -1,20 +1,28 @@
-//! Governance: which baselines apply where. Baselines are compiled and
-//! validated once ([`compile`]), ordered for the tie-break of SPEC 2.1, and
-//! selected per namespace; their status counts are aggregated here.
+//! Governance: which baselines apply where. Baselines of both tiers are
+//! compiled and validated once ([`compile`]), ordered for the tie-break of
+//! SPEC 2.2, and selected per namespace into a cluster tier and a
+//! namespace tier; [`relax`] says what the namespace tier may relax. Their
+//! status counts are aggregated here.
 
 mod compile;
+pub mod relax;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 
-pub use compile::{CompiledBaseline, CompiledEntry, EntryLabel, EntryMatcher, Problem, compile};
+pub use compile::{
+    BaselineSource, CLUSTER_KIND, CompiledBaseline, CompiledEntry, EntryLabel, EntryMatcher,
+    Problem, Tier, baseline_key, compile,
+};
 
 use super::NamespaceResult;
 
 /// What the engine says about one baseline, for its status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BaselineReport {
+    pub tier: Tier,
+    /// Empty for the cluster tier.
     pub namespace: String,
     pub name: String,
     pub generation: Option<i64>,
@@ -23,6 +31,22 @@ pub struct BaselineReport {
     pub matched_cronjobs: usize,
     pub open_findings: usize,
     pub problems: Vec<Problem>,
+    /// Relaxations not honoured (SPEC 2.2), sorted and unique.
+    pub restricted: Vec<String>,
+}
+
+impl BaselineReport {
+    /// `namespace/name`, or `ClusterCronJobBaseline/name`.
+    pub fn key(&self) -> String {
+        baseline_key(self.tier, &self.namespace, &self.name)
+    }
+}
+
+/// The baselines governing one namespace, by tier, each in matching order.
+#[derive(Default)]
+pub struct Governing<'a> {
+    pub cluster: Vec<&'a CompiledBaseline>,
+    pub namespace: Vec<&'a CompiledBaseline>,
 }
 
 /// Baselines in matching order (namespace/name), the tie-break of SPEC 2.1.
@@ -32,23 +56,32 @@ pub fn order(baselines: &[CompiledBaseline]) -> Vec<&CompiledBaseline> {
     ordered
 }
 
-/// The baselines governing a namespace: its own, plus trusted ones whose
-/// namespaceSelector matches its labels.
+/// The baselines governing a namespace (SPEC 2.2): the cluster tier is
+/// every ClusterCronJobBaseline whose selector matches its labels (none
+/// set: every namespace; an invalid one: no namespace), the namespace tier
+/// every CronJobBaseline in it.
 pub fn governing<'a>(
     ns: &str,
     labels: &BTreeMap<String, String>,
     ordered: &[&'a CompiledBaseline],
-) -> Vec<&'a CompiledBaseline> {
-    ordered
-        .iter()
-        .copied()
-        .filter(|b| {
-            b.namespace == ns
-                || b.namespace_selector
-                    .as_ref()
-                    .is_some_and(|s| kube::core::SelectorExt::matches(s, labels))
-        })
-        .collect()
+) -> Governing<'a> {
+    let mut g = Governing::default();
+    for b in ordered {
+        match b.tier {
+            Tier::Cluster if governs(b, labels) => g.cluster.push(b),
+            Tier::Namespace if b.namespace == ns => g.namespace.push(b),
+            _ => {}
+        }
+    }
+    g
+}
+
+/// Whether a cluster-tier baseline governs a namespace with these labels.
+pub fn governs(b: &CompiledBaseline, labels: &BTreeMap<String, String>) -> bool {
+    !b.selector_invalid
+        && b.namespace_selector
+            .as_ref()
+            .is_none_or(|s| kube::core::SelectorExt::matches(s, labels))
 }
 
 /// Baseline reports from per-namespace results (SPEC 2.1 status counts).
@@ -59,7 +92,14 @@ pub fn aggregate<'a>(
     let mut governed: HashMap<&str, usize> = HashMap::default();
     let mut matched: HashMap<&str, usize> = HashMap::default();
     let mut open: HashMap<&str, usize> = HashMap::default();
+    let mut restricted: HashMap<&str, BTreeSet<&str>> = HashMap::default();
     for r in results {
+        for (b, msgs) in &r.restricted {
+            restricted
+                .entry(b.as_str())
+                .or_default()
+                .extend(msgs.iter().map(String::as_str));
+        }
         for b in &r.governing {
             *governed.entry(b.as_str()).or_default() += 1;
         }
@@ -75,6 +115,7 @@ pub fn aggregate<'a>(
     ordered
         .iter()
         .map(|b| BaselineReport {
+            tier: b.tier,
             namespace: b.namespace.clone(),
             name: b.name.clone(),
             generation: b.generation,
@@ -83,6 +124,21 @@ pub fn aggregate<'a>(
             matched_cronjobs: matched.get(b.key.as_str()).copied().unwrap_or(0),
             open_findings: open.get(b.key.as_str()).copied().unwrap_or(0),
             problems: b.problems.clone(),
+            restricted: b
+                .restricted
+                .iter()
+                .map(String::as_str)
+                .chain(
+                    restricted
+                        .get(b.key.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied(),
+                )
+                .collect::<BTreeSet<&str>>()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         })
         .collect()
 }

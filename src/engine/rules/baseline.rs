@@ -3,16 +3,21 @@
 //! no entry at all, and a required entry with no CronJob.
 
 use super::Ctx;
-use crate::api::{Rule, Subject};
-use crate::engine::matching::Pool;
+use std::collections::BTreeMap;
+
+use crate::api::{Rule, Severity, Subject};
+use crate::engine::matching::{Pool, Tiers};
 use crate::engine::normalize::has_digest;
 use crate::engine::verdict::{Finder, max_severity};
 use crate::engine::{
     CompiledEntry, ContainerView, CronJobView, DesiredFinding, EntryMatcher, POD_PATH, Settings,
+    Tier,
 };
 
-/// The CronJob matches no entry of a governing baseline.
-pub fn not_in_baseline(cj: &CronJobView, f: &mut Finder) {
+/// The CronJob matches no entry of a tier that governs it.
+pub fn not_in_baseline(cj: &CronJobView, pool: &Pool, f: &mut Finder) {
+    let keys: Vec<&str> = pool.baselines.iter().map(|b| b.key.as_str()).collect();
+    f.source(keys.join(", "));
     f.check(Rule::NotInBaseline, |f| {
         let images = cj.images();
         f.push(
@@ -35,62 +40,75 @@ pub fn not_in_baseline(cj: &CronJobView, f: &mut Finder) {
     });
 }
 
-/// Required name entries with no live CronJob; only the entry that would
-/// win the match speaks, once per name.
+/// Required name entries with no live CronJob, per tier; only the entry
+/// that would win the match speaks, and both tiers' verdicts on one name
+/// share its finding.
 pub fn missing_required(
     ns: &str,
     cronjobs: &[&CronJobView],
-    pool: &Pool,
+    tiers: &Tiers,
     settings: &Settings,
 ) -> Vec<DesiredFinding> {
-    let mut out: Vec<DesiredFinding> = Vec::new();
-    for b in &pool.baselines {
-        for e in &b.entries {
-            let EntryMatcher::Name(n) = &e.matcher else {
-                continue;
-            };
-            if !e.required || cronjobs.iter().any(|c| &c.name == n) {
-                continue;
+    let mut out: BTreeMap<&str, DesiredFinding> = BTreeMap::new();
+    for pool in tiers.pools() {
+        for b in &pool.baselines {
+            for e in &b.entries {
+                let EntryMatcher::Name(n) = &e.matcher else {
+                    continue;
+                };
+                if !e.required || cronjobs.iter().any(|c| &c.name == n) {
+                    continue;
+                }
+                if !pool
+                    .by_name
+                    .get(n.as_str())
+                    .is_some_and(|w| std::ptr::eq(*w, e))
+                {
+                    continue;
+                }
+                let matched = match e.tier {
+                    Tier::Cluster => [Some(e), None],
+                    Tier::Namespace => [None, Some(e)],
+                };
+                let mut finder = Finder::new(matched, settings);
+                finder.source(e.id());
+                finder.check(Rule::ApprovedCronJobMissing, |f| {
+                    f.push(
+                        None,
+                        format!(
+                            "required CronJob {ns}/{n} approved by baseline {} does not exist",
+                            e.baseline
+                        ),
+                        "metadata.name".into(),
+                        n.clone(),
+                        "<missing>",
+                    )
+                });
+                let (violations, _) = finder.finish();
+                if violations.is_empty() {
+                    continue;
+                }
+                let f = out.entry(n.as_str()).or_insert_with(|| DesiredFinding {
+                    namespace: ns.to_owned(),
+                    name: n.clone(),
+                    subject: Subject::cronjob(ns, n, None),
+                    severity: Severity::Info,
+                    violations: Vec::new(),
+                    observed: None,
+                    baselines: Vec::new(),
+                    owner: None,
+                    suspend_by: None,
+                });
+                f.violations.extend(violations);
+                f.severity = max_severity(&f.violations);
+                f.baselines.push(e.baseline.clone());
+                if e.tier == Tier::Namespace || f.owner.is_none() {
+                    f.owner = e.owner.clone().or(f.owner.take());
+                }
             }
-            if !pool
-                .by_name
-                .get(n.as_str())
-                .is_some_and(|w| std::ptr::eq(*w, e))
-                || out.iter().any(|f| &f.name == n)
-            {
-                continue;
-            }
-            let mut finder = Finder::new(Some(e), settings);
-            finder.check(Rule::ApprovedCronJobMissing, |f| {
-                f.push(
-                    None,
-                    format!(
-                        "required CronJob {ns}/{n} approved by baseline {} does not exist",
-                        e.baseline
-                    ),
-                    "metadata.name".into(),
-                    n.clone(),
-                    "<missing>",
-                )
-            });
-            let violations = finder.finish();
-            if violations.is_empty() {
-                continue;
-            }
-            out.push(DesiredFinding {
-                namespace: ns.to_owned(),
-                name: n.clone(),
-                subject: Subject::cronjob(ns, n, None),
-                severity: max_severity(&violations),
-                violations,
-                observed: None,
-                baselines: vec![e.baseline.clone()],
-                owner: e.owner.clone(),
-                suspend_by: None,
-            });
         }
     }
-    out
+    out.into_values().collect()
 }
 
 /// Every image (containers, initContainers, ephemeral) matches a pattern,

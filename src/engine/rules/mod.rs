@@ -10,17 +10,18 @@ pub mod commands;
 pub mod schedule;
 pub mod template;
 
-use super::matching::Pool;
+use super::matching::{Matched, Tiers};
 use super::verdict::{Finder, assemble};
 use super::{CompiledEntry, CronJobView, DesiredFinding, Engine};
 use crate::api::Rule;
 
-/// What a check sees: the CronJob, the entry it matched (if any) and the
-/// engine's settings and caches.
+/// What a check sees: the CronJob, the entries it matched in each tier
+/// (if any) and the engine's settings and caches.
 pub struct Ctx<'a> {
     pub engine: &'a Engine,
     pub cj: &'a CronJobView,
-    pub entry: Option<&'a CompiledEntry>,
+    pub cluster: Option<&'a CompiledEntry>,
+    pub namespace: Option<&'a CompiledEntry>,
 }
 
 /// A heuristic: runs on every CronJob (SPEC 3.2).
@@ -49,33 +50,42 @@ pub const CONSTRAINTS: &[(Rule, Constraint)] = &[
 ];
 
 impl Engine {
-    /// Every rule on one CronJob, against the entry it matched in `pool`.
+    /// Every rule on one CronJob: the baseline rules of each governing tier
+    /// against the entry it matched there, then the heuristics once.
+    /// Returns the finding, if any, and the namespace-tier relaxations
+    /// refused on the way (baseline key, message).
     pub(super) fn evaluate_cronjob(
         &self,
         cj: &CronJobView,
-        pool: &Pool,
-        entry: Option<&CompiledEntry>,
-    ) -> Option<DesiredFinding> {
+        tiers: &Tiers,
+        matched: Matched,
+    ) -> (Option<DesiredFinding>, Vec<(String, String)>) {
         let ctx = Ctx {
             engine: self,
             cj,
-            entry,
+            cluster: matched[0],
+            namespace: matched[1],
         };
-        let mut f = Finder::new(entry, &self.settings);
-        match entry {
-            None if pool.governed() && !pool.ignore_unapproved => {
-                baseline::not_in_baseline(cj, &mut f)
-            }
-            Some(e) => {
-                for (rule, check) in CONSTRAINTS {
-                    f.check(*rule, |f| check(&ctx, e, f));
+        let mut f = Finder::new(matched, &self.settings);
+        for (pool, entry) in tiers.pools().into_iter().zip(matched) {
+            match entry {
+                None if pool.governed() && !pool.ignore_unapproved => {
+                    baseline::not_in_baseline(cj, pool, &mut f)
                 }
+                Some(e) => {
+                    f.source(e.id());
+                    for (rule, check) in CONSTRAINTS {
+                        f.check(*rule, |f| check(&ctx, e, f));
+                    }
+                }
+                None => {}
             }
-            None => {}
         }
+        f.source(String::new());
         for (rule, check) in HEURISTICS {
             f.check(*rule, |f| check(&ctx, f));
         }
-        assemble(cj, pool, entry, f.finish())
+        let (violations, restricted) = f.finish();
+        (assemble(cj, tiers, matched, violations), restricted)
     }
 }

@@ -59,14 +59,23 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
     }
 }
 
-/// The smallest gap between firings is under the threshold: the matched
-/// entry's minInterval, else the global one.
+/// The smallest gap between firings is under the threshold: the global
+/// one, replaced by the cluster-tier entry's minInterval, then by the
+/// namespace-tier entry's when that is stricter, or looser where the
+/// namespace tier may relax this rule (SPEC 2.2).
 pub fn high_frequency(ctx: &Ctx, f: &mut Finder) {
     let cj = ctx.cj;
-    let threshold = ctx
-        .entry
+    let mut threshold = ctx
+        .cluster
         .and_then(|e| e.min_interval)
         .unwrap_or(ctx.engine.settings.min_interval);
+    if let Some(min) = ctx.namespace.and_then(|e| e.min_interval) {
+        if min >= threshold
+            || f.namespace_may_relax(|| format!("minInterval {}", format_duration(min)))
+        {
+            threshold = min;
+        }
+    }
     if let Ok(Some(gap)) = ctx.engine.intervals.get(&cj.schedule)
         && gap < threshold
     {

@@ -200,18 +200,19 @@ pub fn unapproved_registry(ctx: &Ctx, out: &mut Finder) {
     }
 }
 
-/// A CronJob in a system namespace that no baseline entry approves.
+/// A CronJob in a system namespace that no cluster-tier entry approves: a
+/// baseline written inside kube-system does not vouch for kube-system.
 pub fn sensitive_namespace(ctx: &Ctx, out: &mut Finder) {
     let cj = ctx.cj;
-    if ctx.entry.is_none() && SENSITIVE_NAMESPACES.contains(&cj.namespace.as_str()) {
+    if ctx.cluster.is_none() && SENSITIVE_NAMESPACES.contains(&cj.namespace.as_str()) {
         out.push(
             None,
             format!(
-                "CronJob {}/{} runs in system namespace {} without baseline approval",
+                "CronJob {}/{} runs in system namespace {} without approval by a ClusterCronJobBaseline",
                 cj.namespace, cj.name, cj.namespace
             ),
             "metadata.namespace".into(),
-            "approved by a baseline",
+            "approved by a ClusterCronJobBaseline entry",
             cj.namespace.clone(),
         );
     }
