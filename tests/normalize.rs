@@ -173,6 +173,39 @@ fn image_patterns() {
     assert!(ImagePattern::new("").is_err());
 }
 
+/// SPEC 3.5: the registry part of a pattern never lets `*` cross `/`.
+#[test]
+fn image_pattern_registry_part_never_crosses_into_a_path() {
+    let m = |p: &str, i: &str| ImagePattern::new(p).unwrap().matches(&ImageRef::parse(i));
+    assert!(m("*.corp.example/*", "registry.corp.example/shop/sync:1"));
+    assert!(m("*.corp.example/*", "registry.corp.example/x"));
+    for evil in [
+        "ghcr.io/evil/x.corp.example/miner",
+        "ghcr.io/evil/x.corp.example/miner:1",
+        "evil.io/registry.corp.example/x@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+        "registry.corp.example.evil.io/x",
+        "corp.example/x",
+    ] {
+        assert!(!m("*.corp.example/*", evil), "{evil}");
+    }
+    // Any registry, a fixed path.
+    assert!(m("*/team/app", "ghcr.io/team/app:2"));
+    assert!(!m("*/team/app", "ghcr.io/evil/team/app:2"));
+    // `*` alone approves everything, even what does not parse.
+    for i in ["busybox", "ghcr.io/x/y:1", "NOT A REF"] {
+        assert!(m("*", i), "{i}");
+    }
+    // Unparseable images match no other pattern (fail closed).
+    assert!(!m("*/*", "NOT A REF"));
+    // No registry part: normalised like an image.
+    assert!(m("busybox*", "busybox:1.36"));
+    assert!(m("busybox*", "docker.io/library/busybox-extras:1"));
+    assert!(!m("busybox*", "ghcr.io/library/busybox:1"));
+    assert!(m("myorg/*", "myorg/tool:1"));
+    assert!(!m("myorg/*", "quay.io/myorg/tool:1"));
+    assert!(m("localhost:5000/*", "localhost:5000/a/b:1"));
+}
+
 #[test]
 fn schedules_normalise_and_intervals() {
     assert_eq!(normalize_schedule("@hourly"), "0 * * * *");

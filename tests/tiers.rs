@@ -130,6 +130,27 @@ fn a_team_image_wildcard_does_not_lift_the_platform_registry() {
         "names the entry"
     );
 
+    // Without requireDigest too: the registry glob never reaches the path.
+    let loose = cluster_baseline(
+        "platform",
+        None,
+        json!([{"namePattern": "*", "images": ["*.corp.example/*"]}]),
+    );
+    let mut evil = cronjob("shop", "sync");
+    set(
+        &mut evil,
+        &format!("{POD}/containers/0/image"),
+        json!("ghcr.io/evil/x.corp.example/miner:1"),
+    );
+    let e = evaluate(&[loose, team.clone(), evil]);
+    let f = &e.findings[0];
+    assert_eq!(f.rules(), vec![Rule::ImageNotApproved]);
+    assert!(
+        f.violations[0]
+            .message
+            .contains("not approved by ClusterCronJobBaseline/platform[0]")
+    );
+
     // Pinned from the corporate registry: both tiers are satisfied.
     let mut ok = cronjob("shop", "sync");
     set(

@@ -1,6 +1,7 @@
 //! Matching: within a tier the entries of its governing baselines form one
-//! pool, and a CronJob matches the most specific entry (name > namePattern
-//! > selector; ties go to the first baseline by name, then entry index).
+//! pool, and a CronJob matches the most specific entry (name, then
+//! namePattern, then selector; ties go to the first baseline by name, then
+//! entry index).
 //! The tiers are matched separately: an entry of one tier never replaces
 //! an entry of the other (SPEC 2.2).
 

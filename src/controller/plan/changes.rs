@@ -189,6 +189,7 @@ pub(super) fn labels_differ(f: &CronJobFinding, want: &BTreeMap<String, String>)
 
 pub(super) fn evidence_equal(a: &Violation, b: &Violation) -> bool {
     a.severity == b.severity
+        && a.baseline == b.baseline
         && a.message == b.message
         && a.expected == b.expected
         && a.actual == b.actual

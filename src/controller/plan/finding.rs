@@ -41,9 +41,9 @@ pub fn plan_finding(
                 .iter()
                 .map(|v| {
                     let before = continuing.and_then(|s| {
-                        s.violations
-                            .iter()
-                            .find(|p| p.rule == v.rule && p.field == v.field)
+                        s.violations.iter().find(|p| {
+                            p.rule == v.rule && p.field == v.field && p.baseline == v.baseline
+                        })
                     });
                     let (first, last) = match before {
                         Some(p) if evidence_equal(p, v) => {

@@ -76,13 +76,35 @@ pub fn normalize_image(raw: &str) -> String {
     ImageRef::parse(raw).normalized
 }
 
-/// An allowed-image pattern: a glob over normalised references where `*`
-/// crosses `/`. Without tag or digest it matches any tag or digest.
+/// An allowed-image pattern (SPEC 3.5). It is split at its first `/`: the
+/// registry part is a glob over the image's registry host (and port), which
+/// holds no `/`, so its `*` never reaches into a path
+/// (`*.corp.example/*` never approves `ghcr.io/evil/x.corp.example/miner`);
+/// the rest is a glob over the repository path, tag and digest, where `*`
+/// crosses `/`. A pattern without a registry part is normalised like an
+/// image (`busybox*` → `docker.io/library/busybox*`), `*` alone approves
+/// every image, and a pattern without tag or digest matches any tag and
+/// digest of its repositories. An image that does not parse matches only `*`.
 #[derive(Clone, Debug)]
 pub struct ImagePattern {
     pub source: String,
-    glob: Glob,
-    repository_only: bool,
+    kind: PatternKind,
+}
+
+#[derive(Clone, Debug)]
+enum PatternKind {
+    Any,
+    Split {
+        registry: Glob,
+        path: Glob,
+        repository_only: bool,
+    },
+}
+
+/// Whether the first component of a reference names a registry (Docker's
+/// rule: it has a `.` or `:`, or is `localhost`; in a pattern also a glob).
+fn names_registry(first: &str) -> bool {
+    first.contains(['.', ':', '*', '?', '[', '{']) || first == "localhost"
 }
 
 impl ImagePattern {
@@ -91,38 +113,66 @@ impl ImagePattern {
         if p.is_empty() {
             return Err("empty image pattern".into());
         }
+        if p == "*" {
+            return Ok(ImagePattern {
+                source: pattern.to_owned(),
+                kind: PatternKind::Any,
+            });
+        }
         let has_meta = p.contains(['*', '?', '[', '{']);
         let last = p.split('@').next().unwrap_or(p);
         let last = last.rsplit('/').next().unwrap_or(last);
         let repository_only = !p.contains('@') && !last.contains(':');
         // Literal patterns get the same expansion as images (`busybox` →
-        // `docker.io/library/busybox`); globs are taken as written.
-        let text = if has_meta {
-            p.to_owned()
-        } else {
+        // `docker.io/library/busybox`); globs get Docker Hub's defaults.
+        let text = if !has_meta {
             let r = ImageRef::parse(p);
             if r.valid { r.normalized } else { p.to_owned() }
+        } else {
+            match p.split_once('/') {
+                None => format!("docker.io/library/{p}"),
+                Some((first, _)) if !names_registry(first) => format!("docker.io/{p}"),
+                Some(_) => p.to_owned(),
+            }
         };
-        let glob =
-            Glob::new(&text).map_err(|e| format!("invalid image pattern {pattern:?}: {e}"))?;
+        let bad = |e: String| format!("invalid image pattern {pattern:?}: {e}");
+        let Some((registry, path)) = text.split_once('/') else {
+            return Err(bad("no repository after the registry".into()));
+        };
         Ok(ImagePattern {
             source: pattern.to_owned(),
-            glob,
-            repository_only,
+            kind: PatternKind::Split {
+                registry: Glob::new(registry).map_err(bad)?,
+                path: Glob::new(path).map_err(bad)?,
+                repository_only,
+            },
         })
     }
 
     pub fn matches(&self, image: &ImageRef) -> bool {
-        if self.repository_only && image.valid && self.glob.is_match(&image.repository) {
+        let PatternKind::Split {
+            registry,
+            path,
+            repository_only,
+        } = &self.kind
+        else {
+            return true;
+        };
+        if !image.valid || !registry.is_match(&image.registry) {
+            return false;
+        }
+        let skip = image.registry.len() + 1;
+        let repo = image.repository.get(skip..).unwrap_or_default();
+        if *repository_only && path.is_match(repo) {
             return true;
         }
-        if self.glob.is_match(&image.normalized) {
+        if path.is_match(image.normalized.get(skip..).unwrap_or_default()) {
             return true;
         }
         // `repo:tag` for an image that also has a digest, so `repo:1.0`
         // matches `repo:1.0@sha256:…`.
         match (&image.tag, &image.digest) {
-            (Some(t), Some(_)) => self.glob.is_match(&format!("{}:{t}", image.repository)),
+            (Some(t), Some(_)) => path.is_match(&format!("{repo}:{t}")),
             _ => false,
         }
     }

@@ -69,12 +69,11 @@ pub fn high_frequency(ctx: &Ctx, f: &mut Finder) {
         .cluster
         .and_then(|e| e.min_interval)
         .unwrap_or(ctx.engine.settings.min_interval);
-    if let Some(min) = ctx.namespace.and_then(|e| e.min_interval) {
-        if min >= threshold
-            || f.namespace_may_relax(|| format!("minInterval {}", format_duration(min)))
-        {
-            threshold = min;
-        }
+    if let Some(min) = ctx.namespace.and_then(|e| e.min_interval)
+        && (min >= threshold
+            || f.namespace_may_relax(|| format!("minInterval {}", format_duration(min))))
+    {
+        threshold = min;
     }
     if let Ok(Some(gap)) = ctx.engine.intervals.get(&cj.schedule)
         && gap < threshold
