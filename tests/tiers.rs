@@ -541,11 +541,11 @@ fn settings() -> Settings {
     }
 }
 
-fn run(
-    rule: Rule,
-    tier: Tier,
-    relax: Relax,
-) -> Option<(Evaluation, Vec<(Rule, Severity)>, String)> {
+/// The evaluation, the (rule, severity) of the CronJob's violations, and
+/// the key of the baseline under test.
+type Outcome = (Evaluation, Vec<(Rule, Severity)>, String);
+
+fn run(rule: Rule, tier: Tier, relax: Relax) -> Option<Outcome> {
     let (ns, cj, fields) = trigger(rule)?;
     let mut entry = json!({"name": "sync"});
     for (k, v) in fields.as_object().unwrap() {
