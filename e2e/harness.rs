@@ -1,7 +1,11 @@
-//! Finds or starts a control plane the envtest way, installs the CRDs and
-//! RBAC, and runs `cronwarden run` as a ServiceAccount-token client, so a
-//! missing permission fails the suite. Everything started is stopped on
-//! drop, also when a scenario panics.
+//! Finds or starts a control plane the envtest way, installs the CRDs,
+//! RBAC and admission policy, and runs `cronwarden run` as a
+//! ServiceAccount-token client, so a missing permission fails the suite.
+//! A kube-controller-manager, when the assets have one, runs the
+//! namespace, garbage-collector and ClusterRole-aggregation controllers,
+//! each as its own ServiceAccount as in a real cluster (the admission
+//! policy lets exactly those delete findings). Everything started is
+//! stopped on drop, also when a scenario panics.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,7 +92,12 @@ pub struct Cluster {
     pub sa_kubeconfig: PathBuf,
     pub kubectl: PathBuf,
     pub client: Client,
-    // Order matters: the API server stops before etcd.
+    /// `Err(why)` when no kube-controller-manager runs the namespace,
+    /// garbage-collector and ClusterRole-aggregation controllers.
+    pub controller_manager: Result<(), String>,
+    // Order matters: the controller manager stops before the API server,
+    // the API server before etcd.
+    controller_manager_proc: Option<Proc>,
     _apiserver: Option<Proc>,
     _etcd: Option<Proc>,
 }
@@ -149,7 +158,12 @@ impl Cluster {
             PathBuf::from("kubectl")
         };
         if let Ok(kc) = std::env::var("E2E_KUBECONFIG") {
-            return Cluster::installed(dir, PathBuf::from(kc), kubectl, None, None).await;
+            // A real cluster runs its own controller manager.
+            let cm = ControllerManager {
+                proc: None,
+                missing: Ok(()),
+            };
+            return Cluster::installed(dir, PathBuf::from(kc), kubectl, cm, None, None).await;
         }
         for bin in ["kube-apiserver", "etcd", "kubectl"] {
             if !have(&assets, bin) {
@@ -222,7 +236,8 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Cluster::installed(dir, admin, kubectl, Some(apiserver), Some(etcd)).await
+        let cm = ControllerManager::start(&assets, &admin, d);
+        Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await
     }
 
     /// A client for the admin kubeconfig, with the CRDs and RBAC installed.
@@ -230,6 +245,7 @@ impl Cluster {
         dir: tempfile::TempDir,
         admin_kubeconfig: PathBuf,
         kubectl: PathBuf,
+        cm: ControllerManager,
         apiserver: Option<Proc>,
         etcd: Option<Proc>,
     ) -> Result<Cluster, String> {
@@ -240,6 +256,8 @@ impl Cluster {
             sa_kubeconfig: PathBuf::new(),
             kubectl,
             client,
+            controller_manager: cm.missing,
+            controller_manager_proc: cm.proc,
             _apiserver: apiserver,
             _etcd: etcd,
         };
@@ -251,7 +269,13 @@ impl Cluster {
         kubectl_in(&self.kubectl, &self.admin_kubeconfig, args)
     }
 
-    /// CRDs, the project's RBAC, and a kubeconfig with the ServiceAccount's token.
+    /// The last lines of the kube-controller-manager's log, when it runs here.
+    pub fn controller_manager_tail(&self, lines: usize) -> Option<String> {
+        self.controller_manager_proc.as_ref().map(|p| p.tail(lines))
+    }
+
+    /// CRDs, the project's RBAC and admission policy, and a kubeconfig with
+    /// the ServiceAccount's token.
     async fn install(&mut self) -> Result<(), String> {
         self.kubectl(&[
             "apply",
@@ -263,11 +287,14 @@ impl Cluster {
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
+            "crd/clustercronjobbaselines.cronwarden.io",
             "crd/cronjobbaselines.cronwarden.io",
             "crd/cronjobfindings.cronwarden.io",
         ])?;
         let _ = self.kubectl(&["create", "namespace", "cronwarden-system"]);
         self.kubectl(&["apply", "--server-side", "-k", "config/rbac"])?;
+        self.kubectl(&["apply", "--server-side", "-k", "config/admission"])?;
+        self.admission_enforced().await?;
         let token = self.kubectl(&[
             "create",
             "token",
@@ -287,6 +314,33 @@ impl Cluster {
         std::fs::write(&sa, kubeconfig_for(&server, token.trim())).unwrap();
         self.sa_kubeconfig = sa;
         Ok(())
+    }
+
+    /// The API server loads a new admission policy asynchronously: wait
+    /// until it refuses the admin a (dry-run) finding, so no scenario
+    /// races it.
+    async fn admission_enforced(&self) -> Result<(), String> {
+        let path = self.dir.path().join("admission-probe.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: cronwarden.io/v1alpha1\nkind: CronJobFinding\nmetadata: {name: admission-probe, namespace: cronwarden-system}\nspec:\n  subject: {apiVersion: batch/v1, kind: CronJob, namespace: cronwarden-system, name: admission-probe}\n",
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.kubectl(&["create", "--dry-run=server", "-f", path.to_str().unwrap()]) {
+                Err(e) if e.contains("cronwarden-findings") => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("admission policy probe failed: {e}"));
+                }
+                Ok(_) if Instant::now() > deadline => {
+                    return Err(
+                        "the cronwarden-findings admission policy is not enforced after 30s".into(),
+                    );
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// Start `cronwarden run` as the ServiceAccount.
@@ -317,6 +371,41 @@ impl Cluster {
             .env("POD_NAME", name)
             .env("RUST_LOG", "info,kube_client=error");
         Proc::spawn(name, cmd, self.dir.path().join(format!("{name}.log")))
+    }
+}
+
+/// The kube-controller-manager, or why there is none.
+struct ControllerManager {
+    proc: Option<Proc>,
+    missing: Result<(), String>,
+}
+
+impl ControllerManager {
+    /// Only the controllers the scenarios rely on. Each uses its own
+    /// ServiceAccount (`--use-service-account-credentials`): as the admin,
+    /// the namespace controller's deletes would be refused by the
+    /// admission policy and namespaces would never finish terminating.
+    fn start(assets: &Path, admin: &Path, d: &Path) -> ControllerManager {
+        let bin = "kube-controller-manager";
+        if !have(assets, bin) {
+            return ControllerManager {
+                proc: None,
+                missing: Err(format!("no {bin} in {}", assets.display())),
+            };
+        }
+        let mut cmd = Command::new(assets.join(bin));
+        cmd.args([
+            &format!("--kubeconfig={}", admin.display()),
+            "--controllers=clusterrole-aggregation-controller,namespace-controller,garbage-collector-controller",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--use-service-account-credentials=true",
+        ]);
+        ControllerManager {
+            proc: Some(Proc::spawn(bin, cmd, d.join(format!("{bin}.log")))),
+            missing: Ok(()),
+        }
     }
 }
 

@@ -118,6 +118,49 @@ impl Cluster {
         self.kubectl(&["apply", "-f", path.to_str().unwrap()])
     }
 
+    /// `kubectl auth can-i` as `user`: `resource` may name a subresource
+    /// (`cronjobfindings.cronwarden.io/status`); `ns` None asks cluster-wide.
+    pub fn can_i(
+        &self,
+        user: &str,
+        verb: &str,
+        resource: &str,
+        ns: Option<&str>,
+    ) -> Result<bool, String> {
+        let (resource, sub) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (resource, None),
+        };
+        let mut args = vec![
+            "auth".to_owned(),
+            "can-i".to_owned(),
+            verb.to_owned(),
+            resource.to_owned(),
+            format!("--as={user}"),
+        ];
+        if let Some(s) = sub {
+            args.push(format!("--subresource={s}"));
+        }
+        if let Some(ns) = ns {
+            args.extend(["-n".to_owned(), ns.to_owned()]);
+        }
+        let out = std::process::Command::new(&self.kubectl)
+            .args(&args)
+            .env("KUBECONFIG", &self.admin_kubeconfig)
+            .output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        // Exit 0 with "yes", 1 with "no"; anything else is an error.
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" if out.status.success() => Ok(true),
+            "no" => Ok(false),
+            other => Err(format!(
+                "kubectl {}: {other} {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+    }
+
     pub fn namespace(&self, ns: &str) -> Result<(), String> {
         self.kubectl(&["create", "namespace", ns]).map(|_| ())
     }
@@ -209,13 +252,17 @@ impl Cluster {
                 c.proc.tail(40)
             );
         }
+        if let Some(tail) = self.controller_manager_tail(20) {
+            eprintln!("--- kube-controller-manager log (last 20 lines)\n{tail}");
+        }
         eprintln!(
             "--- findings\n{}",
             self.kubectl(&["get", "cjf", "-A", "-o", "wide"])
                 .unwrap_or_else(|e| e)
         );
         eprintln!(
-            "--- baselines\n{}",
+            "--- baselines\n{}\n{}",
+            self.kubectl(&["get", "ccjb"]).unwrap_or_else(|e| e),
             self.kubectl(&["get", "cjb", "-A"]).unwrap_or_else(|e| e)
         );
         eprintln!(

@@ -1,13 +1,16 @@
 //! Findings over a CronJob's life: opened with an Event, resolved by
 //! approval or by reverting drift, heuristics where no baseline governs,
-//! evidence kept after deletion until retention, and the controller
-//! restoring findings that were deleted or edited by hand.
+//! evidence kept after deletion until retention, and findings as evidence:
+//! hand edits refused by the admission policy, a finding deleted by an
+//! allowed principal recreated by the controller.
 
 use std::time::Duration;
 
 use super::{NS_DRIFT, NS_HAND_EDITS, NS_HEURISTICS, NS_UNAPPROVED};
 use crate::harness::Cluster;
 use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, wait};
+use cronwarden::api::FindingState;
+use kube::ResourceExt;
 
 pub(super) async fn unapproved_cronjob_gets_finding_and_event(c: &Cluster) -> Result<(), String> {
     let ns = NS_UNAPPROVED;
@@ -241,7 +244,10 @@ pub(super) async fn deleted_cronjob_keeps_evidence_then_retention(
     .await
 }
 
-pub(super) async fn hand_deleted_finding_recreated_and_edit_restored(
+/// Who the admission policy lets delete findings besides the controller.
+const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
+pub(super) async fn hand_edits_refused_and_deleted_finding_recreated(
     c: &Cluster,
 ) -> Result<(), String> {
     let ns = NS_HAND_EDITS;
@@ -255,7 +261,97 @@ pub(super) async fn hand_deleted_finding_recreated_and_edit_restored(
         "",
     ))?;
     let first = c.open_finding(ns, "persistent", &["NotInBaseline"]).await?;
-    c.kubectl(&["delete", "cronjobfinding", "persistent", "-n", ns])?;
+    // Findings are evidence: even the cluster admin may not delete them,
+    // write their status, or touch anything but the acknowledgement.
+    let refusals = [
+        (
+            "delete",
+            c.kubectl(&["delete", "cronjobfinding", "persistent", "-n", ns]),
+            "only the cronwarden controller creates or deletes CronJobFindings",
+        ),
+        (
+            "status edit",
+            c.kubectl(&[
+                "patch",
+                "cronjobfinding",
+                "persistent",
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"state":"Resolved","rules":"nothing-to-see"}}"#,
+            ]),
+            "only the cronwarden controller writes the status of CronJobFindings",
+        ),
+        (
+            "label edit",
+            c.kubectl(&[
+                "label",
+                "cronjobfinding",
+                "persistent",
+                "-n",
+                ns,
+                "cronwarden.io/severity=low",
+                "--overwrite",
+            ]),
+            "only spec.acknowledgement of a CronJobFinding may be changed by users",
+        ),
+        (
+            "acknowledgement in someone else's name",
+            c.kubectl(&[
+                "patch",
+                "cronjobfinding",
+                "persistent",
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"acknowledgement":{"by":"alice","reason":"known migration job"}}}"#,
+            ]),
+            "spec.acknowledgement.by must be your own user name, e2e-admin",
+        ),
+    ];
+    let wrong: Vec<String> = refusals
+        .iter()
+        .filter(|(_, r, why)| !matches!(r, Err(e) if e.contains("cronwarden-findings") && e.contains(why)))
+        .map(|(what, r, why)| format!("admin {what}: want refused with {why:?}, got {r:?}"))
+        .collect();
+    ensure(
+        wrong.is_empty(),
+        format!(
+            "{} of {} hand edits not refused: {wrong:?}",
+            wrong.len(),
+            refusals.len()
+        ),
+    )?;
+    let f = c.finding(ns, "persistent").await.ok_or("finding gone")?;
+    let s = f.status.as_ref().ok_or("no status")?;
+    ensure(
+        f.metadata.uid == first.metadata.uid
+            && s.rules == "NotInBaseline"
+            && s.state == FindingState::Open
+            && f.labels().get("cronwarden.io/severity").map(String::as_str) == Some("high")
+            && f.spec.acknowledgement.is_none(),
+        format!(
+            "refused edits changed the finding: uid {:?}, rules {}, state {:?}, labels {:?}, ack {:?}",
+            f.metadata.uid,
+            s.rules,
+            s.state,
+            f.labels(),
+            f.spec.acknowledgement
+        ),
+    )?;
+    // A principal the policy lets delete (as when a namespace is deleted):
+    // the controller recreates the finding while the CronJob exists.
+    c.kubectl(&[
+        "delete",
+        "cronjobfinding",
+        "persistent",
+        "-n",
+        ns,
+        &format!("--as={GARBAGE_COLLECTOR}"),
+    ])?;
     let again = wait("finding recreated", DEADLINE, || async {
         c.finding(ns, "persistent")
             .await
@@ -266,19 +362,13 @@ pub(super) async fn hand_deleted_finding_recreated_and_edit_restored(
         again.status.unwrap().rules == "NotInBaseline",
         "recreated with its rule",
     )?;
-    c.kubectl(&[
-        "patch",
-        "cronjobfinding",
-        "persistent",
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"state":"Resolved","rules":"nothing-to-see"}}"#,
-    ])?;
-    c.open_finding(ns, "persistent", &["NotInBaseline"]).await?;
-    // An acknowledgement is the one hand edit that stays, and is mirrored.
+    let n = c
+        .kubectl(&["get", "cjf", "-n", ns, "-o", "name"])?
+        .lines()
+        .count();
+    ensure(n == 1, format!("{n} findings in {ns}, want 1"))?;
+    // An acknowledgement in one's own name is the one hand edit that is
+    // allowed; it stays, and is mirrored.
     c.kubectl(&[
         "patch",
         "cronjobfinding",
@@ -287,7 +377,7 @@ pub(super) async fn hand_deleted_finding_recreated_and_edit_restored(
         ns,
         "--type=merge",
         "-p",
-        r#"{"spec":{"acknowledgement":{"by":"alice","reason":"known migration job"}}}"#,
+        r#"{"spec":{"acknowledgement":{"by":"e2e-admin","reason":"known migration job"}}}"#,
     ])?;
     wait("Acknowledged=True", DEADLINE, || async {
         let f = c.finding(ns, "persistent").await?;
@@ -300,7 +390,7 @@ pub(super) async fn hand_deleted_finding_recreated_and_edit_restored(
     .await?;
     let f = c.finding(ns, "persistent").await.ok_or("gone")?;
     ensure(
-        f.spec.acknowledgement.is_some_and(|a| a.by == "alice"),
+        f.spec.acknowledgement.is_some_and(|a| a.by == "e2e-admin"),
         "acknowledgement kept",
     )
 }

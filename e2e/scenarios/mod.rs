@@ -4,9 +4,12 @@
 //! a bare sleep.
 //!
 //! By theme: `findings` (a finding's life), `baselines` (what a baseline
-//! says and how it is checked), `operations` (restart, failover,
-//! enforcement; they replace the running controller, so they run last).
+//! says and how it is checked), `access` (the two baseline tiers, the
+//! user roles and the admission policy: who may silence or change what),
+//! `operations` (restart, failover, enforcement; they replace the running
+//! controller, so they run last).
 
+mod access;
 mod baselines;
 mod findings;
 mod operations;
@@ -24,6 +27,8 @@ const NS_HAND_EDITS: &str = "e2e-hand-edits";
 const NS_INVALID_BASELINES: &str = "e2e-invalid-baselines";
 const NS_MANAGED_FIELDS: &str = "e2e-managed-fields";
 const NS_SNAPSHOT_PIN: &str = "e2e-snapshot-pin";
+const NS_TENANT: &str = "e2e-tenant";
+const NS_ACCESS: &str = "e2e-access";
 const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
 
@@ -83,8 +88,8 @@ pub async fn run_all(c: &Cluster) -> i32 {
     );
     scenario!(
         results,
-        "hand-deleted finding recreated, hand edit restored",
-        findings::hand_deleted_finding_recreated_and_edit_restored(c)
+        "hand edits of a finding refused; deleted finding recreated",
+        findings::hand_edits_refused_and_deleted_finding_recreated(c)
     );
     scenario!(
         results,
@@ -100,6 +105,21 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "snapshot --pin-template approves the served object",
         baselines::snapshot_pin_approves_served_object(c, &ctl)
+    );
+    scenario!(
+        results,
+        "tenant cannot silence platform rules; cluster tier applies",
+        access::tenant_cannot_silence_platform_rules(c, &ctl)
+    );
+    scenario!(
+        results,
+        "namespaced baseline rejects namespaceSelector",
+        access::namespaced_baseline_rejects_namespace_selector(c)
+    );
+    scenario!(
+        results,
+        "access model: aggregated roles, admission, namespace deletion",
+        access::access_model_roles_and_admission(c)
     );
     scenario!(
         results,

@@ -9,13 +9,13 @@ use kube::Api;
 
 use super::{
     NS_DRIFT, NS_ENFORCEMENT, NS_FAILOVER, NS_HAND_EDITS, NS_HEURISTICS, NS_INVALID_BASELINES,
-    NS_MANAGED_FIELDS, NS_SNAPSHOT_PIN, NS_UNAPPROVED,
+    NS_MANAGED_FIELDS, NS_SNAPSHOT_PIN, NS_TENANT, NS_UNAPPROVED,
 };
 use crate::harness::{Cluster, http_get, metric};
 use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, wait};
 
 /// The namespaces where the scenarios before the restart had Events emitted.
-const WITH_EVENTS: [&str; 7] = [
+const WITH_EVENTS: [&str; 8] = [
     NS_UNAPPROVED,
     NS_DRIFT,
     NS_HEURISTICS,
@@ -23,6 +23,7 @@ const WITH_EVENTS: [&str; 7] = [
     NS_INVALID_BASELINES,
     NS_MANAGED_FIELDS,
     NS_SNAPSHOT_PIN,
+    NS_TENANT,
 ];
 
 pub(super) async fn restart_writes_nothing(c: &Cluster, ctl: &mut Ctl) -> Result<(), String> {
