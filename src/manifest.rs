@@ -6,6 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::batch::v1::CronJob;
+use kube::ResourceExt;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline};
@@ -288,56 +290,44 @@ impl Loaded {
             ));
             return;
         }
-        let mut b: CronJobBaseline = match deserialize(value) {
-            Ok(b) => b,
-            Err((path, msg)) => {
-                self.errors
-                    .push(InputError::field(source, ident, path, msg));
-                return;
-            }
-        };
-        if b.metadata.name.as_deref().is_none_or(str::is_empty) {
-            self.errors.push(InputError::field(
-                source,
-                ident,
-                "metadata.name",
-                "is required",
-            ));
+        let Some(mut b) = self.named::<CronJobBaseline>(&source, ident, value) else {
             return;
-        }
+        };
         if b.metadata.namespace.as_deref().is_none_or(str::is_empty) {
             b.metadata.namespace = Some("default".into());
         }
-        let key = format!(
-            "{}/{}",
-            b.metadata.namespace.as_deref().unwrap_or_default(),
-            b.metadata.name.as_deref().unwrap_or_default()
+        let key = baseline_key(
+            Tier::Namespace,
+            &b.namespace().unwrap_or_default(),
+            &b.name_any(),
         );
         self.baseline_sources.insert(key, source);
         self.inventory.baselines.push(b);
     }
 
     fn add_cluster_baseline(&mut self, source: Source, ident: String, value: Value) {
-        let b: ClusterCronJobBaseline = match deserialize(value) {
-            Ok(b) => b,
-            Err((path, msg)) => {
-                self.errors
-                    .push(InputError::field(source, ident, path, msg));
-                return;
-            }
-        };
-        let Some(name) = b.metadata.name.clone().filter(|n| !n.is_empty()) else {
-            self.errors.push(InputError::field(
-                source,
-                ident,
-                "metadata.name",
-                "is required",
-            ));
+        let Some(b) = self.named::<ClusterCronJobBaseline>(&source, ident, value) else {
             return;
         };
-        self.baseline_sources
-            .insert(baseline_key(Tier::Cluster, "", &name), source);
+        let key = baseline_key(Tier::Cluster, "", &b.name_any());
+        self.baseline_sources.insert(key, source);
         self.inventory.cluster_baselines.push(b);
+    }
+
+    /// Deserialize an object that must have a name; errors name the field.
+    fn named<T: DeserializeOwned + ResourceExt>(
+        &mut self,
+        source: &Source,
+        ident: String,
+        value: Value,
+    ) -> Option<T> {
+        let error = match deserialize::<T>(value) {
+            Ok(o) if o.meta().name.as_deref().is_some_and(|n| !n.is_empty()) => return Some(o),
+            Ok(_) => InputError::field(source.clone(), ident, "metadata.name", "is required"),
+            Err((path, msg)) => InputError::field(source.clone(), ident, path, msg),
+        };
+        self.errors.push(error);
+        None
     }
 }
 

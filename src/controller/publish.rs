@@ -26,7 +26,7 @@ use crate::engine::Tier;
 use crate::engine::governance::CLUSTER_KIND;
 use crate::telemetry::{ErrorLabel, Metrics, ReasonLabel};
 
-pub use crate::error::{ControllerError as PublishError, retryable};
+use crate::error::{ControllerError, retryable};
 
 #[derive(Clone)]
 pub struct Publisher {
@@ -56,7 +56,7 @@ impl Publisher {
         action: &'static str,
         object: &str,
         mut call: F,
-    ) -> Result<T, PublishError>
+    ) -> Result<T, ControllerError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -85,7 +85,7 @@ impl Publisher {
                             error: error_label(&source),
                         })
                         .inc();
-                    return Err(PublishError::Api {
+                    return Err(ControllerError::Api {
                         action,
                         object: object.into(),
                         source,
@@ -99,7 +99,7 @@ impl Publisher {
     pub async fn finding(
         &self,
         change: &FindingChange,
-    ) -> Result<Option<CronJobFinding>, PublishError> {
+    ) -> Result<Option<CronJobFinding>, ControllerError> {
         let api: Api<CronJobFinding> = Api::namespaced(self.client.clone(), &change.namespace);
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let object = format!("CronJobFinding {}/{}", change.namespace, change.name);
@@ -149,7 +149,7 @@ impl Publisher {
         Ok(latest)
     }
 
-    pub async fn delete_finding(&self, namespace: &str, name: &str) -> Result<(), PublishError> {
+    pub async fn delete_finding(&self, namespace: &str, name: &str) -> Result<(), ControllerError> {
         let api: Api<CronJobFinding> = Api::namespaced(self.client.clone(), namespace);
         let object = format!("CronJobFinding {namespace}/{name}");
         let dp = DeleteParams::default();
@@ -162,7 +162,7 @@ impl Publisher {
                 Ok(())
             }
             // Already gone is what we wanted.
-            Err(PublishError::Api {
+            Err(ControllerError::Api {
                 source: kube::Error::Api(s),
                 ..
             }) if s.code == 404 => Ok(()),
@@ -173,7 +173,7 @@ impl Publisher {
     pub async fn baseline(
         &self,
         change: &BaselineChange,
-    ) -> Result<Option<StoredBaseline>, PublishError> {
+    ) -> Result<Option<StoredBaseline>, ControllerError> {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let (kind, object) = match change.tier {
             Tier::Cluster => (CLUSTER_KIND, format!("{CLUSTER_KIND} {}", change.name)),
@@ -226,7 +226,7 @@ impl Publisher {
         namespace: &str,
         name: &str,
         baseline: &str,
-    ) -> Result<(), PublishError> {
+    ) -> Result<(), ControllerError> {
         let api: Api<CronJob> = Api::namespaced(self.client.clone(), namespace);
         let body = json!({
             "metadata": {"annotations": {ANNOTATION_SUSPENDED_BY: baseline}},
@@ -257,7 +257,7 @@ impl Publisher {
     /// A new Recorder per Event: its cache would fold a repeat of the same
     /// reason within minutes into a series on the old Event, which exporters
     /// ignore (SPEC 4). We publish only on transitions, so each is new.
-    pub async fn event(&self, ev: &EventSpec) -> Result<(), PublishError> {
+    pub async fn event(&self, ev: &EventSpec) -> Result<(), ControllerError> {
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let event = Event {
             type_: ev.type_,

@@ -77,6 +77,17 @@ pub struct NamespaceResult {
     pub restricted: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// What a violation's `baseline` names; formatted only when one is pushed,
+/// so evaluating a clean CronJob allocates nothing for it.
+pub enum Source<'a> {
+    /// A heuristic: no baseline.
+    Heuristic,
+    /// A baseline rule checked against this entry.
+    Entry(&'a CompiledEntry),
+    /// NotInBaseline: the baselines of the tier, joined by `, `.
+    Tier(String),
+}
+
 /// Collects one subject's violations, applying global switches, waivers
 /// and severity overrides of both tiers in one place (SPEC 2.2). The rule
 /// being evaluated is set by the dispatcher ([`Finder::check`]), so a check
@@ -88,9 +99,8 @@ pub struct Finder<'a> {
     settings: &'a Settings,
     /// The rule whose check is running; None outside [`Finder::check`].
     rule: Option<Rule>,
-    /// What produced the violations pushed now: an entry id, a tier's
-    /// baselines (NotInBaseline), or empty for heuristics.
-    source: String,
+    /// What produced the violations pushed now.
+    source: Source<'a>,
     violations: Vec<Violation>,
     /// (baseline key, message): namespace-tier relaxations not honoured.
     restricted: Vec<(String, String)>,
@@ -103,14 +113,14 @@ impl<'a> Finder<'a> {
             namespace: matched[1],
             settings,
             rule: None,
-            source: String::new(),
+            source: Source::Heuristic,
             violations: Vec::new(),
             restricted: Vec::new(),
         }
     }
 
-    /// Attribute the next violations to this entry or tier (empty: none).
-    pub fn source(&mut self, source: String) {
+    /// Attribute the next violations to this entry or tier.
+    pub fn source(&mut self, source: Source<'a>) {
         self.source = source;
     }
 
@@ -143,7 +153,7 @@ impl<'a> Finder<'a> {
             return true;
         }
         self.restricted
-            .push((ns.baseline.clone(), refusal(ns, &what(), rule, sev)));
+            .push((ns.baseline.clone(), refusal(ns, &what(), rule)));
         false
     }
 
@@ -168,7 +178,7 @@ impl<'a> Finder<'a> {
                 if relaxable {
                     return;
                 }
-                let why = refusal(ns, &format!("waive {rule}"), rule, severity);
+                let why = refusal(ns, &format!("waive {rule}"), rule);
                 self.restricted.push((ns.baseline.clone(), why));
             }
             if let Some(s) = ns.severity_overrides.get(&rule).copied() {
@@ -176,7 +186,7 @@ impl<'a> Finder<'a> {
                     severity = s;
                 } else {
                     let what = format!("severityOverrides {rule}: {s}");
-                    let why = refusal(ns, &what, rule, severity);
+                    let why = refusal(ns, &what, rule);
                     self.restricted.push((ns.baseline.clone(), why));
                 }
             }
@@ -185,7 +195,11 @@ impl<'a> Finder<'a> {
             rule,
             severity,
             message: bounded(message, MAX_MESSAGE),
-            baseline: self.source.clone(),
+            baseline: match &self.source {
+                Source::Heuristic => String::new(),
+                Source::Entry(e) => e.id(),
+                Source::Tier(keys) => keys.clone(),
+            },
             field: Some(field),
             expected: Some(bounded(expected.into(), MAX_MESSAGE)),
             actual: Some(bounded(actual.into(), MAX_MESSAGE)),

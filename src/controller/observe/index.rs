@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobBaselineStatus, CronJobFinding};
-use crate::engine::governance::governs;
+use crate::engine::governance::{baseline_key, governs};
 use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult, Tier};
 
 pub type Labels = BTreeMap<String, String>;
@@ -29,18 +30,28 @@ pub enum StoredBaseline {
 }
 
 impl StoredBaseline {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            StoredBaseline::Namespaced(b) => &b.metadata,
+            StoredBaseline::Cluster(b) => &b.metadata,
+        }
+    }
+
+    fn tier(&self) -> Tier {
+        match self {
+            StoredBaseline::Namespaced(_) => Tier::Namespace,
+            StoredBaseline::Cluster(_) => Tier::Cluster,
+        }
+    }
+
     /// `namespace/name`, or `ClusterCronJobBaseline/name`.
     pub fn key(&self) -> String {
-        match self {
-            StoredBaseline::Namespaced(b) => crate::engine::governance::baseline_key(
-                Tier::Namespace,
-                &b.namespace().unwrap_or_default(),
-                &b.name_any(),
-            ),
-            StoredBaseline::Cluster(b) => {
-                crate::engine::governance::baseline_key(Tier::Cluster, "", &b.name_any())
-            }
-        }
+        let m = self.meta();
+        baseline_key(
+            self.tier(),
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+        )
     }
 
     pub fn status(&self) -> Option<&CronJobBaselineStatus> {
@@ -51,30 +62,21 @@ impl StoredBaseline {
     }
 
     pub fn generation(&self) -> Option<i64> {
-        match self {
-            StoredBaseline::Namespaced(b) => b.metadata.generation,
-            StoredBaseline::Cluster(b) => b.metadata.generation,
-        }
+        self.meta().generation
     }
 
     pub fn uid(&self) -> Option<String> {
-        match self {
-            StoredBaseline::Namespaced(b) => b.metadata.uid.clone(),
-            StoredBaseline::Cluster(b) => b.metadata.uid.clone(),
-        }
+        self.meta().uid.clone()
     }
 
     /// Same spec and generation: only the status (often our own write) moved.
     fn same_spec(&self, other: &StoredBaseline) -> bool {
-        match (self, other) {
-            (StoredBaseline::Namespaced(a), StoredBaseline::Namespaced(b)) => {
-                a.spec == b.spec && a.metadata.generation == b.metadata.generation
+        self.generation() == other.generation()
+            && match (self, other) {
+                (StoredBaseline::Namespaced(a), StoredBaseline::Namespaced(b)) => a.spec == b.spec,
+                (StoredBaseline::Cluster(a), StoredBaseline::Cluster(b)) => a.spec == b.spec,
+                _ => false,
             }
-            (StoredBaseline::Cluster(a), StoredBaseline::Cluster(b)) => {
-                a.spec == b.spec && a.metadata.generation == b.metadata.generation
-            }
-            _ => false,
-        }
     }
 
     fn compile(&self, engine: &Engine) -> CompiledBaseline {

@@ -38,11 +38,10 @@ pub fn namespace_may_relax(rule: Rule, severity: Severity) -> bool {
 }
 
 /// Why a namespace-tier relaxation is not honoured, for Restricted.
-pub fn refusal(entry: &CompiledEntry, what: &str, rule: Rule, severity: Severity) -> String {
+/// It does not name the severity met: one message per entry and
+/// relaxation, whatever violation it met, so the report does not churn.
+pub fn refusal(entry: &CompiledEntry, what: &str, rule: Rule) -> String {
     let why = if rule.info().namespace_may_relax {
-        // Not the severity itself: one refusal per entry and relaxation,
-        // whatever the violation it met, so the report does not churn.
-        let _ = severity;
         format!("{rule} is above {NAMESPACE_RELAX_CEILING} here")
     } else {
         format!("only the cluster tier may relax {rule}")
@@ -59,17 +58,12 @@ pub fn never_honoured(e: &CompiledEntry, settings: &Settings) -> Vec<String> {
     let mut out = Vec::new();
     for r in &e.waive {
         if !namespace_may_relax(*r, sev(*r)) {
-            out.push(refusal(e, &format!("waive {r}"), *r, sev(*r)));
+            out.push(refusal(e, &format!("waive {r}"), *r));
         }
     }
     for (r, s) in &e.severity_overrides {
         if *s < sev(*r) && !namespace_may_relax(*r, sev(*r)) {
-            out.push(refusal(
-                e,
-                &format!("severityOverrides {r}: {s}"),
-                *r,
-                sev(*r),
-            ));
+            out.push(refusal(e, &format!("severityOverrides {r}: {s}"), *r));
         }
     }
     if let Some(min) = e.min_interval
@@ -78,7 +72,7 @@ pub fn never_honoured(e: &CompiledEntry, settings: &Settings) -> Vec<String> {
         let hfs = Rule::HighFrequencySchedule;
         if !namespace_may_relax(hfs, sev(hfs)) {
             let what = format!("minInterval {}", format_duration(min));
-            out.push(refusal(e, &what, hfs, sev(hfs)));
+            out.push(refusal(e, &what, hfs));
         }
     }
     out

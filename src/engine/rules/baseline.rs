@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::api::{Rule, Severity, Subject};
 use crate::engine::matching::{Pool, Tiers};
 use crate::engine::normalize::has_digest;
-use crate::engine::verdict::{Finder, max_severity};
+use crate::engine::verdict::{Finder, Source, max_severity};
 use crate::engine::{
     CompiledEntry, ContainerView, CronJobView, DesiredFinding, EntryMatcher, POD_PATH, Settings,
     Tier,
@@ -17,7 +17,7 @@ use crate::engine::{
 /// The CronJob matches no entry of a tier that governs it.
 pub fn not_in_baseline(cj: &CronJobView, pool: &Pool, f: &mut Finder) {
     let keys: Vec<&str> = pool.baselines.iter().map(|b| b.key.as_str()).collect();
-    f.source(keys.join(", "));
+    f.source(Source::Tier(keys.join(", ")));
     f.check(Rule::NotInBaseline, |f| {
         let images = cj.images();
         f.push(
@@ -71,7 +71,7 @@ pub fn missing_required(
                     Tier::Namespace => [None, Some(e)],
                 };
                 let mut finder = Finder::new(matched, settings);
-                finder.source(e.id());
+                finder.source(Source::Entry(e));
                 finder.check(Rule::ApprovedCronJobMissing, |f| {
                     f.push(
                         None,

@@ -11,7 +11,7 @@ pub mod schedule;
 pub mod template;
 
 use super::matching::{Matched, Tiers};
-use super::verdict::{Finder, assemble};
+use super::verdict::{Finder, Source, assemble};
 use super::{CompiledEntry, CronJobView, DesiredFinding, Engine};
 use crate::api::Rule;
 
@@ -73,7 +73,7 @@ impl Engine {
                     baseline::not_in_baseline(cj, pool, &mut f)
                 }
                 Some(e) => {
-                    f.source(e.id());
+                    f.source(Source::Entry(e));
                     for (rule, check) in CONSTRAINTS {
                         f.check(*rule, |f| check(&ctx, e, f));
                     }
@@ -81,7 +81,7 @@ impl Engine {
                 None => {}
             }
         }
-        f.source(String::new());
+        f.source(Source::Heuristic);
         for (rule, check) in HEURISTICS {
             f.check(*rule, |f| check(&ctx, f));
         }
