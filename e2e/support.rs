@@ -78,6 +78,26 @@ pub fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), String> {
     if cond { Ok(()) } else { Err(msg.into()) }
 }
 
+/// Each `(what, result, why)` must have been refused by the
+/// cronwarden-findings admission policy with `why` in its message.
+pub fn ensure_refused(refusals: &[(&str, Result<String, String>, &str)]) -> Result<(), String> {
+    let wrong: Vec<String> = refusals
+        .iter()
+        .filter(|(_, r, why)| {
+            !matches!(r, Err(e) if e.contains("cronwarden-findings") && e.contains(why))
+        })
+        .map(|(what, r, why)| format!("{what}: want refused with {why:?}, got {r:?}"))
+        .collect();
+    ensure(
+        wrong.is_empty(),
+        format!(
+            "{} of {} edits not refused: {wrong:?}",
+            wrong.len(),
+            refusals.len()
+        ),
+    )
+}
+
 pub fn cronjob_yaml(ns: &str, name: &str, schedule: &str, image: &str, pod_extra: &str) -> String {
     format!(
         r#"apiVersion: batch/v1
@@ -159,6 +179,21 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             )),
         }
+    }
+
+    /// `kubectl patch cronjobfinding NAME -n NS --type=merge -p PATCH`,
+    /// with `extra` flags such as `--as=USER` or `--subresource=status`.
+    pub fn patch_finding(
+        &self,
+        ns: &str,
+        name: &str,
+        patch: &str,
+        extra: &[&str],
+    ) -> Result<String, String> {
+        let mut args = vec!["patch", "cronjobfinding", name, "-n", ns];
+        args.extend_from_slice(extra);
+        args.extend(["--type=merge", "-p", patch]);
+        self.kubectl(&args)
     }
 
     pub fn namespace(&self, ns: &str) -> Result<(), String> {

@@ -12,7 +12,7 @@ use kube::Api;
 
 use super::{NS_ACCESS, NS_TENANT};
 use crate::harness::Cluster;
-use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, wait};
+use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, ensure_refused, wait};
 use cronwarden::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 
 /// The heuristics only the cluster tier may relax at these severities.
@@ -363,19 +363,7 @@ pub(super) async fn access_model_roles_and_admission(c: &Cluster) -> Result<(), 
         .await?;
     let patch =
         |by: &str| format!(r#"{{"spec":{{"acknowledgement":{{"by":"{by}","reason":"known"}}}}}}"#);
-    let as_editor = |p: &str| {
-        c.kubectl(&[
-            "patch",
-            "cronjobfinding",
-            "escalator",
-            "-n",
-            ns,
-            "--as=editor",
-            "--type=merge",
-            "-p",
-            p,
-        ])
-    };
+    let as_editor = |p: &str| c.patch_finding(ns, "escalator", p, &["--as=editor"]);
     // edit may acknowledge, in its own name only.
     as_editor(&patch("editor"))?;
     wait("Acknowledged=True by editor", DEADLINE, || async {
@@ -402,34 +390,16 @@ pub(super) async fn access_model_roles_and_admission(c: &Cluster) -> Result<(), 
         ),
         (
             "admin: label patch",
-            c.kubectl(&[
-                "patch",
-                "cronjobfinding",
-                "escalator",
-                "-n",
+            c.patch_finding(
                 ns,
-                "--type=merge",
-                "-p",
+                "escalator",
                 r#"{"metadata":{"labels":{"cronwarden.io/state":"Resolved"}}}"#,
-            ]),
+                &[],
+            ),
             "only spec.acknowledgement of a CronJobFinding may be changed by users",
         ),
     ];
-    let wrong: Vec<String> = refusals
-        .iter()
-        .filter(|(_, r, why)| {
-            !matches!(r, Err(e) if e.contains("cronwarden-findings") && e.contains(why))
-        })
-        .map(|(what, r, why)| format!("{what}: want refused with {why:?}, got {r:?}"))
-        .collect();
-    ensure(
-        wrong.is_empty(),
-        format!(
-            "{} of {} edits not refused: {wrong:?}",
-            wrong.len(),
-            refusals.len()
-        ),
-    )?;
+    ensure_refused(&refusals)?;
     let f = c.finding(ns, "escalator").await.ok_or("finding gone")?;
     ensure(
         f.metadata.uid == first.metadata.uid

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{NS_DRIFT, NS_HAND_EDITS, NS_HEURISTICS, NS_UNAPPROVED};
 use crate::harness::Cluster;
-use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, wait};
+use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, ensure_refused, wait};
 use cronwarden::api::FindingState;
 use kube::ResourceExt;
 
@@ -265,27 +265,22 @@ pub(super) async fn hand_edits_refused_and_deleted_finding_recreated(
     // write their status, or touch anything but the acknowledgement.
     let refusals = [
         (
-            "delete",
+            "admin delete",
             c.kubectl(&["delete", "cronjobfinding", "persistent", "-n", ns]),
             "only the cronwarden controller creates or deletes CronJobFindings",
         ),
         (
-            "status edit",
-            c.kubectl(&[
-                "patch",
-                "cronjobfinding",
-                "persistent",
-                "-n",
+            "admin status edit",
+            c.patch_finding(
                 ns,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
+                "persistent",
                 r#"{"status":{"state":"Resolved","rules":"nothing-to-see"}}"#,
-            ]),
+                &["--subresource=status"],
+            ),
             "only the cronwarden controller writes the status of CronJobFindings",
         ),
         (
-            "label edit",
+            "admin label edit",
             c.kubectl(&[
                 "label",
                 "cronjobfinding",
@@ -298,33 +293,17 @@ pub(super) async fn hand_edits_refused_and_deleted_finding_recreated(
             "only spec.acknowledgement of a CronJobFinding may be changed by users",
         ),
         (
-            "acknowledgement in someone else's name",
-            c.kubectl(&[
-                "patch",
-                "cronjobfinding",
-                "persistent",
-                "-n",
+            "admin acknowledgement in someone else's name",
+            c.patch_finding(
                 ns,
-                "--type=merge",
-                "-p",
+                "persistent",
                 r#"{"spec":{"acknowledgement":{"by":"alice","reason":"known migration job"}}}"#,
-            ]),
+                &[],
+            ),
             "spec.acknowledgement.by must be your own user name, e2e-admin",
         ),
     ];
-    let wrong: Vec<String> = refusals
-        .iter()
-        .filter(|(_, r, why)| !matches!(r, Err(e) if e.contains("cronwarden-findings") && e.contains(why)))
-        .map(|(what, r, why)| format!("admin {what}: want refused with {why:?}, got {r:?}"))
-        .collect();
-    ensure(
-        wrong.is_empty(),
-        format!(
-            "{} of {} hand edits not refused: {wrong:?}",
-            wrong.len(),
-            refusals.len()
-        ),
-    )?;
+    ensure_refused(&refusals)?;
     let f = c.finding(ns, "persistent").await.ok_or("finding gone")?;
     let s = f.status.as_ref().ok_or("no status")?;
     ensure(
@@ -369,16 +348,12 @@ pub(super) async fn hand_edits_refused_and_deleted_finding_recreated(
     ensure(n == 1, format!("{n} findings in {ns}, want 1"))?;
     // An acknowledgement in one's own name is the one hand edit that is
     // allowed; it stays, and is mirrored.
-    c.kubectl(&[
-        "patch",
-        "cronjobfinding",
-        "persistent",
-        "-n",
+    c.patch_finding(
         ns,
-        "--type=merge",
-        "-p",
+        "persistent",
         r#"{"spec":{"acknowledgement":{"by":"e2e-admin","reason":"known migration job"}}}"#,
-    ])?;
+        &[],
+    )?;
     wait("Acknowledged=True", DEADLINE, || async {
         let f = c.finding(ns, "persistent").await?;
         f.status?
