@@ -273,6 +273,24 @@ impl Loaded {
                 return;
             }
         };
+        let pod = cj
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .and_then(|j| j.template.spec.as_ref());
+        if pod.is_some_and(|p| {
+            p.ephemeral_containers
+                .as_ref()
+                .is_some_and(|e| !e.is_empty())
+        }) {
+            // SPEC 3.5: the API server refuses them in templates.
+            self.errors.push(err(
+                "spec.jobTemplate.spec.template.spec.ephemeralContainers",
+                "ephemeral containers are not allowed in a pod template (the API server refuses them)".into(),
+            ));
+            return;
+        }
         if cj.metadata.namespace.as_deref().is_none_or(str::is_empty) {
             cj.metadata.namespace = Some("default".into());
         }

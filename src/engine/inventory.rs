@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
-use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::analysis::{Threat, container_threats};
 use super::normalize;
 use crate::api::ManagerRef;
 
@@ -67,7 +68,6 @@ pub struct PodView {
     pub service_account: String,
     pub containers: Vec<ContainerView>,
     pub init_containers: Vec<ContainerView>,
-    pub ephemeral_containers: Vec<ContainerView>,
     /// Only the hostPath volumes, with their index in `volumes`.
     pub host_paths: Vec<HostPathVolume>,
     /// [`normalize::template_hash`] of the full pod spec, computed on arrival.
@@ -84,6 +84,12 @@ pub struct ContainerView {
     pub allow_privilege_escalation: bool,
     /// `securityContext.capabilities.add`, as written.
     pub capabilities_add: Vec<String>,
+    /// `seccompProfile` or `appArmorProfile` of type `Unconfined` (here or
+    /// inherited from the pod), and `procMount: Unmasked`.
+    pub unconfined: Vec<&'static str>,
+    /// What its exec surfaces do (SPEC 3.3), analysed on arrival: usually
+    /// empty.
+    pub threats: Vec<Threat>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -113,7 +119,14 @@ impl From<CronJob> for CronJobView {
         } = cj.spec;
         let job = job_template.spec;
         let ttl_seconds_after_finished = job.as_ref().and_then(|j| j.ttl_seconds_after_finished);
-        let pod = job.and_then(|j| j.template.spec).map(PodView::from);
+        let pod = job.and_then(|j| {
+            let annotations = j
+                .template
+                .metadata
+                .and_then(|m| m.annotations)
+                .unwrap_or_default();
+            j.template.spec.map(|p| PodView::new(p, &annotations))
+        });
         CronJobView {
             namespace: cj.metadata.namespace.unwrap_or_default(),
             name: cj.metadata.name.unwrap_or_default(),
@@ -134,6 +147,13 @@ impl From<CronJob> for CronJobView {
 
 impl From<PodSpec> for PodView {
     fn from(p: PodSpec) -> Self {
+        PodView::new(p, &BTreeMap::new())
+    }
+}
+
+impl PodView {
+    /// `annotations` are the pod template's (AppArmor's beta annotation).
+    pub fn new(p: PodSpec, annotations: &BTreeMap<String, String>) -> Self {
         let template_hash = normalize::template_hash(Some(&p));
         let service_account = [&p.service_account_name, &p.service_account]
             .into_iter()
@@ -141,41 +161,55 @@ impl From<PodSpec> for PodView {
             .find(|s| !s.is_empty())
             .cloned()
             .unwrap_or_else(|| "default".to_owned());
-        let host_paths = compact(
-            p.volumes
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-                .filter_map(|(index, v)| {
-                    v.host_path.map(|hp| HostPathVolume {
-                        index,
-                        name: v.name,
-                        path: hp.path,
-                    })
-                }),
-        );
+        let volumes = p.volumes.unwrap_or_default();
+        let host_volumes: Vec<&str> = volumes
+            .iter()
+            .filter(|v| v.host_path.is_some())
+            .map(|v| v.name.as_str())
+            .collect();
+        let pod_unconfined = pod_unconfined(p.security_context.as_ref());
+        let annotations: Vec<(String, String)> = annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with("container.apparmor.security.beta.kubernetes.io/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let view =
+            |c: Container| ContainerView::new(c, &host_volumes, &pod_unconfined, &annotations);
+        let containers = compact(p.containers.into_iter().map(view));
+        let init_containers = compact(p.init_containers.unwrap_or_default().into_iter().map(view));
+        let host_paths = compact(volumes.into_iter().enumerate().filter_map(|(index, v)| {
+            v.host_path.map(|hp| HostPathVolume {
+                index,
+                name: v.name,
+                path: hp.path,
+            })
+        }));
         PodView {
             host_pid: p.host_pid == Some(true),
             host_ipc: p.host_ipc == Some(true),
             host_network: p.host_network == Some(true),
             service_account,
-            containers: compact(p.containers.into_iter().map(ContainerView::from)),
-            init_containers: compact(
-                p.init_containers
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(ContainerView::from),
-            ),
-            ephemeral_containers: compact(
-                p.ephemeral_containers
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(ContainerView::from),
-            ),
+            containers,
+            init_containers,
             host_paths,
             template_hash,
         }
     }
+}
+
+/// Pod-level `Unconfined` profiles, inherited by every container that sets none.
+fn pod_unconfined(sc: Option<&PodSecurityContext>) -> [Option<&'static str>; 2] {
+    let Some(sc) = sc else { return [None, None] };
+    [
+        sc.seccomp_profile
+            .as_ref()
+            .filter(|s| s.type_ == "Unconfined")
+            .map(|_| "seccompProfile Unconfined"),
+        sc.app_armor_profile
+            .as_ref()
+            .filter(|s| s.type_ == "Unconfined")
+            .map(|_| "appArmorProfile Unconfined"),
+    ]
 }
 
 /// Collect into a Vec of exactly the needed size. `vec.into_iter().map(..)
@@ -187,9 +221,23 @@ fn compact<T>(items: impl Iterator<Item = T>) -> Vec<T> {
     v
 }
 
-impl From<Container> for ContainerView {
-    fn from(c: Container) -> Self {
+impl ContainerView {
+    fn new(
+        c: Container,
+        host_volumes: &[&str],
+        pod_unconfined: &[Option<&'static str>; 2],
+        annotations: &[(String, String)],
+    ) -> Self {
+        let host_mounts: Vec<String> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| host_volumes.contains(&m.name.as_str()))
+            .map(|m| m.mount_path.clone())
+            .collect();
+        let threats = container_threats(&c, &host_mounts);
         let sc = c.security_context.unwrap_or_default();
+        let unconfined = unconfined(&sc, pod_unconfined, &c.name, annotations);
         ContainerView {
             name: c.name,
             image: c.image,
@@ -198,20 +246,45 @@ impl From<Container> for ContainerView {
             privileged: sc.privileged == Some(true),
             allow_privilege_escalation: sc.allow_privilege_escalation == Some(true),
             capabilities_add: sc.capabilities.and_then(|c| c.add).unwrap_or_default(),
+            unconfined,
+            threats,
         }
     }
 }
 
-/// Ephemeral containers only count for their images (SPEC 3.1
-/// ImageNotApproved); no other rule reads them.
-impl From<EphemeralContainer> for ContainerView {
-    fn from(c: EphemeralContainer) -> Self {
-        ContainerView {
-            name: c.name,
-            image: c.image,
-            ..Default::default()
+/// seccomp/AppArmor `Unconfined` (container setting, else the pod's) and
+/// `procMount: Unmasked` (SPEC 3.2).
+fn unconfined(
+    sc: &SecurityContext,
+    pod: &[Option<&'static str>; 2],
+    name: &str,
+    annotations: &[(String, String)],
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    match &sc.seccomp_profile {
+        Some(p) if p.type_ == "Unconfined" => out.push("seccompProfile Unconfined"),
+        Some(_) => {}
+        None => out.extend(pod[0]),
+    }
+    match &sc.app_armor_profile {
+        Some(p) if p.type_ == "Unconfined" => out.push("appArmorProfile Unconfined"),
+        Some(_) => {}
+        None => {
+            let key = format!("container.apparmor.security.beta.kubernetes.io/{name}");
+            if annotations
+                .iter()
+                .any(|(k, v)| *k == key && v == "unconfined")
+            {
+                out.push("AppArmor annotation unconfined");
+            } else {
+                out.extend(pod[1]);
+            }
         }
     }
+    if sc.proc_mount.as_deref() == Some("Unmasked") {
+        out.push("procMount Unmasked");
+    }
+    out
 }
 
 /// Where a container sits in the CronJob, rendered as a JSON path only
@@ -245,21 +318,16 @@ impl PodView {
             .chain(with_paths("initContainers", &self.init_containers))
     }
 
-    /// Every image with its container: containers, initContainers and
-    /// ephemeralContainers (SPEC 3.1 ImageNotApproved names all three).
+    /// Every image with its container: containers and initContainers
+    /// (the API server refuses ephemeral containers in templates).
     pub fn image_sites(&self) -> impl Iterator<Item = (ContainerPath, &str, &str)> {
         self.containers()
-            .chain(with_paths(
-                "ephemeralContainers",
-                &self.ephemeral_containers,
-            ))
             .filter_map(|(p, c)| c.image.as_deref().map(|i| (p, c.name.as_str(), i)))
     }
 }
 
 impl CronJobView {
-    /// All images, as written (containers, then initContainers, then
-    /// ephemeral containers).
+    /// All images, as written (containers, then initContainers).
     pub fn images(&self) -> Vec<String> {
         self.pod
             .iter()

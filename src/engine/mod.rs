@@ -13,9 +13,11 @@
 //! 5. [`verdict`]: violations collected with waivers, switches and
 //!    overrides applied, and assembled into desired findings.
 //!
-//! [`normalize`] holds the shared pure helpers (images, schedules, the
+//! [`analysis`] reads what a container executes (SPEC 3.3) once, when a
+//! CronJob arrives; [`normalize`] holds the shared pure helpers (images, schedules, the
 //! template hash, managedFields).
 
+pub mod analysis;
 pub mod governance;
 pub mod inventory;
 pub mod matching;

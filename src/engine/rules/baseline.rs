@@ -111,7 +111,7 @@ pub fn missing_required(
     out.into_values().collect()
 }
 
-/// Every image (containers, initContainers, ephemeral) matches a pattern,
+/// Every image (containers, initContainers) matches a pattern,
 /// and is pinned by digest where the entry requires it.
 pub fn images(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
     let Some(pod) = &ctx.cj.pod else { return };
