@@ -105,6 +105,51 @@ fn privileged_job_template() {
             "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
             json!(["ALL"]),
         ),
+        // Outside the Pod Security Standards baseline list (SPEC 3.2).
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!(["SYS_MODULE"]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!(["CHOWN", "dac_read_search"]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!(["cap_bpf"]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!(["SYS_RAWIO"]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!(["NET_RAW"]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/seccompProfile",
+            json!({"type": "Unconfined"}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/securityContext",
+            json!({"seccompProfile": {"type": "Unconfined"}}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/appArmorProfile",
+            json!({"type": "Unconfined"}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/securityContext",
+            json!({"appArmorProfile": {"type": "Unconfined"}}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/metadata",
+            json!({"annotations": {"container.apparmor.security.beta.kubernetes.io/main": "unconfined"}}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/procMount",
+            json!("Unmasked"),
+        ),
     ] {
         assert!(
             fires(
@@ -135,6 +180,43 @@ fn privileged_job_template() {
         (
             "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/drop",
             json!(["ALL"]),
+        ),
+        // Every capability of the PSS baseline list, any spelling.
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/capabilities/add",
+            json!([
+                "AUDIT_WRITE",
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "FSETID",
+                "KILL",
+                "MKNOD",
+                "NET_BIND_SERVICE",
+                "SETFCAP",
+                "SETGID",
+                "SETPCAP",
+                "SETUID",
+                "SYS_CHROOT",
+                "cap_kill",
+                "Cap_Chown"
+            ]),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/seccompProfile",
+            json!({"type": "RuntimeDefault"}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/securityContext",
+            json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers/0/securityContext/procMount",
+            json!("Default"),
+        ),
+        (
+            "/spec/jobTemplate/spec/template/metadata",
+            json!({"annotations": {"container.apparmor.security.beta.kubernetes.io/main": "runtime/default"}}),
         ),
     ] {
         assert!(
@@ -210,6 +292,29 @@ fn host_path_mount_severity_follows_the_exact_critical_paths() {
         "/var/lib/etcd/member",
         "//etc//",
         "/tmp/../etc",
+        // SPEC 3.2 (2026-12-03): the full list.
+        "/var/lib/kubelet/pki",
+        "/var/lib/kubelet/pods",
+        "/var/./lib//kubelet/",
+        "/var/lib/kubelet/../kubelet/pki",
+        "/run/podman/podman.sock",
+        "/var/run/podman",
+        "/run",
+        "/home",
+        "/home/dev/.ssh",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/sda",
+        "/boot",
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/run/k3s/containerd",
+        "/run/k3s",
+        "/var/run/crio",
+        "/run/cri-dockerd.sock",
+        "/srv/app/agent.sock",
+        "/etc/kubernetes",
     ] {
         assert_eq!(
             sev(&[host_path(p)], Rule::HostPathMount),
@@ -221,11 +326,16 @@ fn host_path_mount_severity_follows_the_exact_critical_paths() {
         "/var/log",
         "/var/log/app",
         "/data",
-        "/var/lib/kubelet/pods",
         "/opt",
         "/etcd-backup",
         "/rootfs",
-        "/var/lib/docker",
+        "/homework",
+        "/devices",
+        "/sysroot",
+        "/var/lib/dockerd",
+        "/var/lib/kubelet-backup",
+        "/srv/socket",
+        "/data/../opt",
     ] {
         assert_eq!(
             sev(&[host_path(p)], Rule::HostPathMount),

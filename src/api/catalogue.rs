@@ -110,13 +110,13 @@ catalogue! {
         "the smallest gap between consecutive firings is under the threshold (5m, or the entry's minInterval)";
     PrivilegedJobTemplate: High, Heuristic, relax true, "privilege-escalation",
         "Privileged job template",
-        "privileged, allowPrivilegeEscalation, dangerous added capabilities, or the node's PID/IPC/network namespace";
+        "in any container or initContainer: privileged, allowPrivilegeEscalation, an added capability outside the Pod Security Standards baseline list (`ALL` included), seccomp/AppArmor `Unconfined`, procMount `Unmasked`; the node's PID/IPC/network namespace";
     HostPathMount: High, Heuristic, relax true, "privilege-escalation",
         "hostPath volume",
-        "any hostPath volume; critical for `/`, runtime sockets and their folders, the kubelet's state, `/etc`, `/root`, `/proc`, `/var/lib/etcd`";
+        "any hostPath volume; critical (path normalised) for `/`, container runtime sockets and their folders above and below, `*.sock`, and anything under `/var/lib/kubelet`, `/etc`, `/root`, `/home`, `/proc`, `/sys`, `/dev`, `/boot`, `/var/lib/etcd`";
     SuspiciousCommand: Critical, Heuristic, relax true, "execution",
         "Suspicious command",
-        "download-and-execute, encoded payloads run by a shell, reverse shells, miners, service-account token or kubeconfig exfiltration";
+        "categories: download-and-execute, encoded payload, reverse shell, cryptominer, credential theft (token, kubeconfig, cloud metadata or Secrets sent anywhere but the API server), cluster takeover (binding cluster-admin, nsenter into PID 1, chroot into a host mount); surfaces: command+args after `$(VAR)` expansion, env values, postStart/preStop exec hooks, exec probes, in containers and initContainers; shell scripts parsed (brush-parser), interpreter inline code read";
     MutableImageReference: Low, Heuristic, relax true, "persistence",
         "Mutable image reference",
         "an image with no tag and no digest, or tagged exactly `latest`";

@@ -10,30 +10,60 @@ use crate::engine::verdict::Finder;
 
 pub const SENSITIVE_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-/// Container runtime sockets: mounting one of them, or a folder holding
-/// one, gives the job the node.
-pub const RUNTIME_SOCKETS: [&str; 8] = [
+/// Container runtime sockets and their folders (SPEC 3.2): mounting one,
+/// a folder above one, or anything below one gives the job the node.
+pub const RUNTIME_SOCKETS: [&str; 13] = [
     "/var/run/docker.sock",
     "/run/docker.sock",
-    "/var/run/containerd/containerd.sock",
-    "/run/containerd/containerd.sock",
-    "/var/run/crio/crio.sock",
-    "/run/crio/crio.sock",
+    "/run/containerd",
+    "/var/run/containerd",
+    "/run/k3s/containerd",
+    "/var/run/crio",
+    "/run/crio",
     "/var/run/cri-dockerd.sock",
-    "/run/k3s/containerd/containerd.sock",
+    "/run/cri-dockerd.sock",
+    "/run/podman",
+    "/var/run/podman",
+    "/var/lib/docker",
+    "/var/lib/containerd",
 ];
-/// Critical when mounted, or any folder above them (SPEC 3.2).
-const CRITICAL_IF_ANCESTOR: [&str; 1] = ["/var/lib/kubelet"];
 /// Critical when mounted, or anything below them.
-const CRITICAL_SUBTREES: [&str; 4] = ["/etc", "/root", "/proc", "/var/lib/etcd"];
+const CRITICAL_SUBTREES: [&str; 10] = [
+    "/var/lib/kubelet",
+    "/etc",
+    "/root",
+    "/home",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/var/lib/etcd",
+    "/etc/kubernetes",
+];
 
-pub const DANGEROUS_CAPABILITIES: [&str; 4] = ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "ALL"];
+/// The Pod Security Standards *baseline* capabilities: adding anything
+/// else (or `ALL`) is a privileged template (SPEC 3.2).
+pub const BASELINE_CAPABILITIES: [&str; 13] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
 
 /// Lexically normalise a host path: collapse `//`, `.` and `..`, drop the
 /// trailing slash. `..` never climbs above `/`.
 pub fn clean_path(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
+    for seg in p.trim().split('/') {
         match seg {
             "" | "." => {}
             ".." => {
@@ -55,22 +85,30 @@ pub fn host_path_severity(path: &str) -> (Severity, &'static str) {
     if p == "/" {
         return (Severity::Critical, "the node's root filesystem");
     }
-    if RUNTIME_SOCKETS.iter().any(|s| is_ancestor_or_equal(&p, s)) {
+    if RUNTIME_SOCKETS
+        .iter()
+        .any(|s| is_ancestor_or_equal(&p, s) || is_ancestor_or_equal(s, &p))
+    {
         return (Severity::Critical, "a container runtime socket");
     }
-    if CRITICAL_IF_ANCESTOR
-        .iter()
-        .any(|s| is_ancestor_or_equal(&p, s))
-    {
-        return (Severity::Critical, "the kubelet's state");
+    if p.ends_with(".sock") {
+        return (Severity::Critical, "a socket");
     }
     if CRITICAL_SUBTREES
         .iter()
         .any(|s| is_ancestor_or_equal(s, &p))
     {
-        return (Severity::Critical, "node credentials or configuration");
+        return (Severity::Critical, "node credentials, state or devices");
     }
     (Severity::High, "a node path")
+}
+
+/// An added capability outside the PSS baseline list (`CAP_` prefix and
+/// case ignored).
+pub fn is_privileged_capability(cap: &str) -> bool {
+    let cap = cap.trim().to_ascii_uppercase();
+    let cap = cap.strip_prefix("CAP_").unwrap_or(&cap);
+    !BASELINE_CAPABILITIES.contains(&cap)
 }
 
 pub fn privileged(ctx: &Ctx, out: &mut Finder) {
@@ -115,11 +153,7 @@ pub fn privileged(ctx: &Ctx, out: &mut Finder) {
         let added: Vec<&String> = c
             .capabilities_add
             .iter()
-            .filter(|cap| {
-                let cap = cap.trim().to_ascii_uppercase();
-                let cap = cap.strip_prefix("CAP_").unwrap_or(&cap);
-                DANGEROUS_CAPABILITIES.contains(&cap)
-            })
+            .filter(|cap| is_privileged_capability(cap))
             .collect();
         if !added.is_empty() {
             let list = added
@@ -129,10 +163,29 @@ pub fn privileged(ctx: &Ctx, out: &mut Finder) {
                 .join(", ");
             out.push(
                 None,
-                format!("container {} adds capabilities {list}", c.name),
+                format!(
+                    "container {} adds capabilities {list} (outside the Pod Security Standards baseline)",
+                    c.name
+                ),
                 format!("{path}.securityContext.capabilities.add"),
-                format!("none of {}", DANGEROUS_CAPABILITIES.join(", ")),
+                format!("only {}", BASELINE_CAPABILITIES.join(", ")),
                 list,
+            );
+        }
+        for what in &c.unconfined {
+            let field = if what.starts_with("procMount") {
+                "securityContext.procMount"
+            } else if what.starts_with("seccomp") {
+                "securityContext.seccompProfile.type"
+            } else {
+                "securityContext.appArmorProfile.type"
+            };
+            out.push(
+                None,
+                format!("container {} runs with {what}", c.name),
+                format!("{path}.{field}"),
+                "RuntimeDefault or Localhost (Default for procMount)",
+                (*what).to_owned(),
             );
         }
     }
