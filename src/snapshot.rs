@@ -31,30 +31,66 @@ pub struct SnapshotOptions {
     pub managers: bool,
 }
 
-/// One baseline per namespace, entries sorted by CronJob name.
+/// One baseline per namespace, entries sorted by CronJob name. The same
+/// namespace/name seen more than once (overlays, a manifest in two files)
+/// yields one entry approving the union of what was seen (SPEC 8).
 pub fn snapshot(cronjobs: &[&CronJobView], opts: &SnapshotOptions) -> Vec<CronJobBaseline> {
-    let mut by_ns: BTreeMap<&str, Vec<&CronJobView>> = BTreeMap::new();
+    let mut by_ns: BTreeMap<&str, BTreeMap<&str, Vec<&CronJobView>>> = BTreeMap::new();
     for cj in cronjobs {
-        by_ns.entry(cj.namespace.as_str()).or_default().push(cj);
+        by_ns
+            .entry(cj.namespace.as_str())
+            .or_default()
+            .entry(cj.name.as_str())
+            .or_default()
+            .push(cj);
     }
     by_ns
         .into_iter()
-        .map(|(ns, mut cjs)| {
-            cjs.sort_by(|a, b| a.name.cmp(&b.name));
-            CronJobBaseline {
-                metadata: ObjectMeta {
-                    name: Some(opts.name.clone()),
-                    namespace: Some(ns.to_owned()),
-                    ..Default::default()
-                },
-                spec: CronJobBaselineSpec {
-                    approved: cjs.iter().map(|c| entry(c, opts)).collect(),
-                    ..Default::default()
-                },
-                status: None,
-            }
+        .map(|(ns, by_name)| CronJobBaseline {
+            metadata: ObjectMeta {
+                name: Some(opts.name.clone()),
+                namespace: Some(ns.to_owned()),
+                ..Default::default()
+            },
+            spec: CronJobBaselineSpec {
+                approved: by_name
+                    .into_values()
+                    .map(|copies| merged(&copies, opts))
+                    .collect(),
+                ..Default::default()
+            },
+            status: None,
         })
         .collect()
+}
+
+/// One entry for every copy of a CronJob: lists are unions; a template
+/// pin only when every copy has the same template (one entry holds one
+/// hash, and pinning one copy would flag the others).
+fn merged(copies: &[&CronJobView], opts: &SnapshotOptions) -> ApprovedEntry {
+    let mut entries = copies.iter().map(|c| entry(c, opts));
+    let mut out = entries.next().unwrap_or_default();
+    for e in entries {
+        union(&mut out.schedules, e.schedules);
+        union(&mut out.time_zones, e.time_zones);
+        union(&mut out.images, e.images);
+        union(&mut out.service_account_names, e.service_account_names);
+        union(&mut out.commands, e.commands);
+        union(&mut out.managers, e.managers);
+        if out.template_hash != e.template_hash {
+            out.template_hash = None;
+        }
+    }
+    out.images.sort();
+    out
+}
+
+fn union<T: PartialEq>(into: &mut Vec<T>, more: Vec<T>) {
+    for m in more {
+        if !into.contains(&m) {
+            into.push(m);
+        }
+    }
 }
 
 fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {

@@ -98,9 +98,15 @@ fn table(result: &ScanResult) -> String {
     if !rows.is_empty() {
         out.push('\n');
     }
+    // Counted per violation: a finding (one per CronJob, or per missing
+    // required CronJob) holds several.
     let mut by_sev: BTreeMap<Severity, usize> = BTreeMap::new();
+    let mut violations = 0;
     for f in &result.evaluation.findings {
-        *by_sev.entry(f.severity).or_default() += 1;
+        for v in &f.violations {
+            *by_sev.entry(v.severity).or_default() += 1;
+            violations += 1;
+        }
     }
     let counts = Severity::ALL
         .iter()
@@ -108,12 +114,20 @@ fn table(result: &ScanResult) -> String {
         .filter_map(|s| by_sev.get(s).map(|n| format!("{s}: {n}")))
         .collect::<Vec<_>>()
         .join(", ");
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let inv = &result.loaded.inventory;
     let _ = writeln!(
         out,
-        "{} CronJobs, {} baselines, {} findings{}",
-        result.loaded.inventory.cronjobs.len(),
-        result.loaded.inventory.baselines.len() + result.loaded.inventory.cluster_baselines.len(),
-        result.evaluation.findings.len(),
+        "scanned {} and {}: {} with {}{}",
+        plural(inv.cronjobs.len(), "CronJob", "CronJobs"),
+        plural(
+            inv.baselines.len() + inv.cluster_baselines.len(),
+            "baseline",
+            "baselines"
+        ),
+        plural(result.evaluation.findings.len(), "finding", "findings"),
+        plural(violations, "violation", "violations"),
         if counts.is_empty() {
             String::new()
         } else {
