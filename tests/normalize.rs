@@ -331,5 +331,7 @@ fn view_keeps_what_the_rules_read() {
 #[test]
 fn view_stays_small() {
     assert!(std::mem::size_of::<CronJobView>() <= 512);
-    assert!(std::mem::size_of::<cronwarden::engine::ContainerView>() <= 160);
+    // + the `unconfined` and `threats` lists (SPEC 3.2, 3.3): empty for
+    // almost every container, 24 bytes each.
+    assert!(std::mem::size_of::<cronwarden::engine::ContainerView>() <= 176);
 }
