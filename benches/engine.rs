@@ -80,5 +80,21 @@ fn scan_file(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, scan_file);
+/// The smallest gap, computed from the fields (uncached): a schedule that
+/// never fires, one that fires every fourth year, and a dense one.
+fn schedule_min_interval(c: &mut Criterion) {
+    let mut group = c.benchmark_group("schedule/min_interval");
+    for (name, s) in [
+        ("never_0_0_30_2", "0 0 30 2 *"),
+        ("feb29_0_0_29_2", "0 0 29 2 *"),
+        ("every5m", "*/5 * * * *"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| cronwarden::engine::normalize::min_interval(black_box(s)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, scan_file, schedule_min_interval);
 criterion_main!(benches);

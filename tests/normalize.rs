@@ -210,7 +210,10 @@ fn image_pattern_registry_part_never_crosses_into_a_path() {
 fn schedules_normalise_and_intervals() {
     assert_eq!(normalize_schedule("@hourly"), "0 * * * *");
     assert_eq!(normalize_schedule("  0   2 * *  * "), "0 2 * * *");
-    assert_eq!(normalize_schedule("@ANNUALLY"), "0 0 1 1 *");
+    assert_eq!(normalize_schedule("@annually"), "0 0 1 1 *");
+    // Descriptors are case-sensitive in Kubernetes: a rejected schedule
+    // is left as written.
+    assert_eq!(normalize_schedule("@ANNUALLY"), "@ANNUALLY");
     let min = |s: &str| min_interval(s).unwrap().map(|d| d.as_secs() / 60);
     assert_eq!(min("*/2 * * * *"), Some(2));
     assert_eq!(min("*/5 * * * *"), Some(5));

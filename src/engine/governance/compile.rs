@@ -14,7 +14,7 @@ use crate::api::{
 };
 use crate::engine::Settings;
 use crate::engine::normalize::{
-    Glob, ImagePattern, normalize_schedule, parse_duration, parse_schedule,
+    Glob, ImagePattern, normalize_schedule, parse_duration, parse_existing_schedule,
 };
 
 /// Why a baseline is not fully accepted.
@@ -316,7 +316,9 @@ fn compile_entry(
     }
     let mut schedules = Vec::new();
     for s in &e.schedules {
-        parse_schedule(s).map_err(|err| bad(reasons::INVALID_SCHEDULE, err))?;
+        // What robfig accepts, a legacy `TZ=` prefix included: an entry
+        // may approve a schedule an existing object still carries.
+        parse_existing_schedule(s).map_err(|err| bad(reasons::INVALID_SCHEDULE, err))?;
         schedules.push(normalize_schedule(s));
     }
     let min_interval = match &e.min_interval {

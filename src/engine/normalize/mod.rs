@@ -13,6 +13,6 @@ pub use image::{
 };
 pub use managers::spec_managers;
 pub use schedule::{
-    IntervalCache, ParsedSchedule, format_duration, min_interval, normalize_schedule,
-    parse_duration, parse_schedule,
+    CronFields, IntervalCache, ParsedSchedule, format_duration, min_interval, normalize_schedule,
+    parse_duration, parse_existing_schedule, parse_go_duration, parse_schedule, same_schedule,
 };

@@ -1,10 +1,33 @@
 //! Schedule rules: the entry's approved schedules, time zones and
 //! minInterval (ScheduleNotApproved), and the global frequency heuristic.
 
+use std::time::Duration;
+
 use super::Ctx;
 use crate::engine::CompiledEntry;
-use crate::engine::normalize::{format_duration, normalize_schedule};
+use crate::engine::normalize::{format_duration, normalize_schedule, same_schedule};
 use crate::engine::verdict::Finder;
+
+/// The smallest gap between firings the frequency checks compare, failing
+/// closed (SPEC 3.5): a schedule that cannot be evaluated counts as firing
+/// every minute, with the reason. `None` when it never fires.
+fn smallest_gap(ctx: &Ctx) -> Option<(Duration, Option<String>)> {
+    match ctx.engine.intervals.get(&ctx.cj.schedule) {
+        Ok(gap) => gap.map(|g| (g, None)),
+        Err(why) => Some((Duration::from_secs(60), Some(why))),
+    }
+}
+
+/// How the schedule compares with a threshold, for a message.
+fn fires_every(schedule: &str, gap: Duration, why: Option<&str>) -> String {
+    match why {
+        None => format!("schedule {schedule:?} fires every {}", format_duration(gap)),
+        Some(why) => format!(
+            "schedule {schedule:?} could not be evaluated ({why}), so it counts as firing every {}",
+            format_duration(gap)
+        ),
+    }
+}
 
 /// Schedule among the entry's (canonical form), timeZone among the
 /// entry's, and no more frequent than its minInterval.
@@ -12,8 +35,10 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
     let cj = ctx.cj;
     let approved_by = e.label();
     if !e.schedules.is_empty() {
+        // As written, then canonical, then the same firing times.
         let ok = e.schedules.iter().any(|a| a == &cj.schedule)
-            || e.schedules.contains(&normalize_schedule(&cj.schedule));
+            || e.schedules.contains(&normalize_schedule(&cj.schedule))
+            || e.schedules.iter().any(|a| same_schedule(a, &cj.schedule));
         if !ok {
             f.push(
                 None,
@@ -41,15 +66,14 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
         }
     }
     if let Some(min) = e.min_interval
-        && let Ok(Some(gap)) = ctx.engine.intervals.get(&cj.schedule)
+        && let Some((gap, why)) = smallest_gap(ctx)
         && gap < min
     {
         f.push(
             None,
             format!(
-                "schedule {:?} fires every {}, more often than the minInterval {} of {approved_by}",
-                cj.schedule,
-                format_duration(gap),
+                "{}, more often than the minInterval {} of {approved_by}",
+                fires_every(&cj.schedule, gap, why.as_deref()),
                 format_duration(min)
             ),
             "spec.schedule".into(),
@@ -75,15 +99,14 @@ pub fn high_frequency(ctx: &Ctx, f: &mut Finder) {
     {
         threshold = min;
     }
-    if let Ok(Some(gap)) = ctx.engine.intervals.get(&cj.schedule)
+    if let Some((gap, why)) = smallest_gap(ctx)
         && gap < threshold
     {
         f.push(
             None,
             format!(
-                "schedule {:?} fires every {}, more often than {}",
-                cj.schedule,
-                format_duration(gap),
+                "{}, more often than {}",
+                fires_every(&cj.schedule, gap, why.as_deref()),
                 format_duration(threshold)
             ),
             "spec.schedule".into(),
