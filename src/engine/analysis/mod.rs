@@ -163,7 +163,7 @@ pub fn container_threats(c: &Container, host_mounts: &[String]) -> Vec<Threat> {
         if value.len() < 4 || !value.contains([' ', '|', ';', '/', '(', '`']) {
             continue;
         }
-        let hits = cached(&[value.clone()], &Vec::new(), host_mounts, true);
+        let hits = cached(std::slice::from_ref(value), &Vec::new(), host_mounts, true);
         let fresh: Vec<Hit> = hits
             .iter()
             .filter(|h| !found.contains(&h.category))

@@ -726,8 +726,26 @@ impl<'a> Analyzer<'a> {
                         }
                         continue;
                     }
-                    if w.trim_matches(['\'', '"']).is_empty() {
-                        // A stray quote (why the script didn't parse).
+                    let w = w
+                        .trim_start_matches(['(', '{'])
+                        .trim_end_matches([')', '}']);
+                    let keyword = argv.is_empty()
+                        && matches!(
+                            w,
+                            "if" | "then"
+                                | "else"
+                                | "elif"
+                                | "fi"
+                                | "do"
+                                | "done"
+                                | "while"
+                                | "until"
+                                | "!"
+                                | "time"
+                                | "esac"
+                        );
+                    if keyword || w.trim_matches(['\'', '"']).is_empty() {
+                        // Grouping, keywords, a stray quote (why it didn't parse).
                         continue;
                     }
                     argv.push(self.token(w));
@@ -761,7 +779,7 @@ fn options() -> ParserOptions {
 
 /// The AST of a script, or `None` when it is too long or doesn't parse.
 fn parse(text: &str) -> Option<ast::Program> {
-    if text.len() > MAX_SCRIPT || text.contains('\0') {
+    if text.len() > MAX_SCRIPT || text.contains('\0') || nesting(text) > MAX_NESTING {
         return None;
     }
     let mut parser = Parser::new(Cursor::new(text.as_bytes()), &options());
@@ -770,6 +788,38 @@ fn parse(text: &str) -> Option<ast::Program> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse_program()))
         .ok()?
         .ok()
+}
+
+/// Deeper nesting than this is read as tokens: the parser recurses per
+/// level, and an attacker's script must not exhaust the stack.
+const MAX_NESTING: usize = 64;
+
+/// An upper bound on how deeply a script nests: brackets and the
+/// keywords that open compound commands, ignoring quotes.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut word = String::new();
+    let close_word = |w: &str, depth: &mut usize| match w {
+        "if" | "while" | "until" | "for" | "case" | "select" => *depth += 1,
+        "fi" | "done" | "esac" => *depth = depth.saturating_sub(1),
+        _ => {}
+    };
+    for c in text.chars() {
+        match c {
+            '(' | '{' | '[' | '`' => depth += 1,
+            ')' | '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+        } else if !word.is_empty() {
+            close_word(&word, &mut depth);
+            word.clear();
+        }
+        max = max.max(depth);
+    }
+    close_word(&word, &mut depth);
+    max.max(depth)
 }
 
 /// The `$(…)` and backtick bodies in a raw word, without parsing.
