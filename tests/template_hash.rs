@@ -33,6 +33,10 @@ const PAIRS: &[(&str, &str)] = &[
         "cronjob-quantities-manifest.yaml",
         "cronjob-quantities-as-served.yaml",
     ),
+    (
+        "cronjob-image-volume-manifest.yaml",
+        "cronjob-image-volume-as-served.yaml",
+    ),
 ];
 
 #[test]
@@ -458,5 +462,38 @@ proptest! {
         });
         let p: PodSpec = serde_json::from_value(pod).unwrap();
         prop_assert_eq!(template_hash(Some(&p)), template_hash(Some(&p)));
+    }
+}
+
+#[test]
+fn image_volume_pull_policy_defaults_from_the_tag() {
+    let served = pod_value(&fixture("cronjob-image-volume-as-served.yaml"));
+    let base = hash(&served);
+    // Spelled out or left to the server: the same.
+    let mut p = served.clone();
+    for i in 0..2 {
+        at(&mut p, &format!("volumes.{i}.image"))
+            .as_object_mut()
+            .unwrap()
+            .remove("pullPolicy");
+    }
+    assert_eq!(hash(&p), base);
+    for (what, edit) in [
+        (
+            "pinned volume pulls always",
+            ("volumes.0.image.pullPolicy", "Always"),
+        ),
+        (
+            "latest volume never pulls",
+            ("volumes.1.image.pullPolicy", "Never"),
+        ),
+        (
+            "other reference",
+            ("volumes.0.image.reference", "ghcr.io/evil/tools:1.0"),
+        ),
+    ] {
+        let mut p = served.clone();
+        *at(&mut p, edit.0) = json!(edit.1);
+        assert_ne!(hash(&p), base, "{what}");
     }
 }

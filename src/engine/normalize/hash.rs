@@ -8,7 +8,9 @@
 //! object, so values it defaults count as absent (the tables below list
 //! what a v1.36 API server writes into a CronJob's pod template), empty
 //! objects, lists and strings count as absent, and quantities are compared
-//! by value (`0.5Gi` is served as `512Mi`).
+//! by value (`0.5Gi` is served as `512Mi`). Fields a disabled feature gate
+//! makes the API server drop are not recognised: such a manifest does not
+//! run as written, and its hash says so.
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::Serialize;
@@ -38,78 +40,79 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Nested values the API server defaults, as (key of the enclosing object,
-/// field, default). For an element of a list, the enclosing key is the
-/// list's key. Verified against a v1.36 kube-apiserver (the
-/// `tests/fixtures/cronjob-*-as-served.yaml` fixtures) and
-/// `pkg/apis/core/v1/defaults.go`.
-const NESTED_DEFAULTS: &[(&str, &str, Scalar)] = &[
-    // Volume sources (SetDefaults_*VolumeSource, SetDefaults_Volume).
-    ("configMap", "defaultMode", Scalar::Int(420)),
-    ("secret", "defaultMode", Scalar::Int(420)),
-    ("projected", "defaultMode", Scalar::Int(420)),
-    ("downwardAPI", "defaultMode", Scalar::Int(420)),
-    // In a template; a Pod's admission may shorten it, a template's not.
-    (
-        "serviceAccountToken",
-        "expirationSeconds",
-        Scalar::Int(3600),
-    ),
-    ("hostPath", "type", Scalar::Str("")),
-    ("iscsi", "iscsiInterface", Scalar::Str("default")),
-    ("rbd", "pool", Scalar::Str("rbd")),
-    ("rbd", "user", Scalar::Str("admin")),
-    ("rbd", "keyring", Scalar::Str("/etc/ceph/keyring")),
-    ("azureDisk", "cachingMode", Scalar::Str("ReadWrite")),
-    ("azureDisk", "fsType", Scalar::Str("ext4")),
-    ("azureDisk", "kind", Scalar::Str("Shared")),
-    ("azureDisk", "readOnly", Scalar::Bool(false)),
-    ("scaleIO", "storageMode", Scalar::Str("ThinProvisioned")),
-    ("scaleIO", "fsType", Scalar::Str("xfs")),
-    // An ephemeral volume's claim template (its `spec` is the only `spec`
-    // in the projection).
-    ("spec", "volumeMode", Scalar::Str("Filesystem")),
-    // References (env valueFrom and downwardAPI items).
-    ("fieldRef", "apiVersion", Scalar::Str("v1")),
-    ("fileKeyRef", "optional", Scalar::Bool(false)),
-    // Handlers of probes and lifecycle hooks.
-    ("httpGet", "scheme", Scalar::Str("HTTP")),
-    ("httpGet", "path", Scalar::Str("/")),
-    ("grpc", "service", Scalar::Str("")),
-    ("ports", "protocol", Scalar::Str("TCP")),
-    // A non-pointer Go field the API server drops when false.
-    ("volumeMounts", "readOnly", Scalar::Bool(false)),
-];
-
-/// Probe timing defaults (SetDefaults_Probe); `initialDelaySeconds` is a
-/// plain int the API server drops when 0.
-const PROBE_DEFAULTS: &[(&str, Scalar)] = &[
-    ("timeoutSeconds", Scalar::Int(1)),
-    ("periodSeconds", Scalar::Int(10)),
-    ("successThreshold", Scalar::Int(1)),
-    ("failureThreshold", Scalar::Int(3)),
-    ("initialDelaySeconds", Scalar::Int(0)),
-];
-
-const PROBES: &[&str] = &["livenessProbe", "readinessProbe", "startupProbe"];
+/// Values the API server defaults below an object, by the key of that
+/// object (for an element of a list: the list's key). Verified against a
+/// v1.36 kube-apiserver (the `tests/fixtures/cronjob-*-as-served.yaml`
+/// fixtures) and `pkg/apis/core/v1/defaults.go`. Looked up once per object.
+fn defaults_below(parent: &str) -> &'static [(&'static str, Scalar)] {
+    use Scalar::{Bool, Int, Str};
+    match parent {
+        // Volume sources (SetDefaults_*VolumeSource). The projected
+        // sources of the same names have no defaultMode of their own.
+        "configMap" | "secret" | "projected" | "downwardAPI" => &[("defaultMode", Int(420))],
+        // In a template; a Pod's admission may shorten it, a template's not.
+        "serviceAccountToken" => &[("expirationSeconds", Int(3600))],
+        "hostPath" => &[("type", Str(""))],
+        "iscsi" => &[("iscsiInterface", Str("default"))],
+        "rbd" => &[
+            ("pool", Str("rbd")),
+            ("user", Str("admin")),
+            ("keyring", Str("/etc/ceph/keyring")),
+        ],
+        "azureDisk" => &[
+            ("cachingMode", Str("ReadWrite")),
+            ("fsType", Str("ext4")),
+            ("kind", Str("Shared")),
+            ("readOnly", Bool(false)),
+        ],
+        "scaleIO" => &[
+            ("storageMode", Str("ThinProvisioned")),
+            ("fsType", Str("xfs")),
+        ],
+        // An ephemeral volume's claim template: its `spec` is the only
+        // `spec` in the projection.
+        "spec" => &[("volumeMode", Str("Filesystem"))],
+        // References, in env valueFrom and downwardAPI items.
+        "fieldRef" => &[("apiVersion", Str("v1"))],
+        "fileKeyRef" => &[("optional", Bool(false))],
+        // Handlers of probes and lifecycle hooks.
+        "httpGet" => &[("scheme", Str("HTTP")), ("path", Str("/"))],
+        "grpc" => &[("service", Str(""))],
+        "ports" => &[("protocol", Str("TCP"))],
+        // SetDefaults_Probe; `initialDelaySeconds` is a plain Go int the API
+        // server drops when 0.
+        "livenessProbe" | "readinessProbe" | "startupProbe" => &[
+            ("timeoutSeconds", Int(1)),
+            ("periodSeconds", Int(10)),
+            ("successThreshold", Int(1)),
+            ("failureThreshold", Int(3)),
+            ("initialDelaySeconds", Int(0)),
+        ],
+        // A plain Go bool the API server drops when false.
+        "volumeMounts" => &[("readOnly", Bool(false))],
+        _ => &[],
+    }
+}
 
 /// Objects whose keys are data (labels, selectors), not fields: neither
 /// defaults nor the empty-string rule apply to their entries
 /// (`nodeSelector: {disk: ""}` is a real constraint).
-const MAPS: &[&str] = &[
-    "nodeSelector",
-    "matchLabels",
-    "labels",
-    "annotations",
-    "volumeAttributes",
-    "options",
-];
+fn is_data_map(key: &str) -> bool {
+    matches!(
+        key,
+        "nodeSelector" | "matchLabels" | "labels" | "annotations" | "volumeAttributes" | "options"
+    )
+}
 
-/// Fields holding a resource quantity, compared by value; `divisor` also
-/// defaults to `0`.
-const QUANTITIES: &[&str] = &["divisor", "sizeLimit"];
+/// Fields holding a resource quantity, compared by value.
+fn is_quantity(key: &str) -> bool {
+    matches!(key, "divisor" | "sizeLimit")
+}
+
 /// Maps whose values are quantities (an ephemeral volume's claim resources).
-const QUANTITY_MAPS: &[&str] = &["requests", "limits"];
+fn is_quantity_map(key: &str) -> bool {
+    matches!(key, "requests" | "limits")
+}
 
 #[derive(Clone, Copy)]
 enum Scalar {
@@ -127,17 +130,6 @@ impl Scalar {
             _ => false,
         }
     }
-}
-
-fn is_default(parent: &str, key: &str, v: &Value) -> bool {
-    if PROBES.contains(&parent) {
-        return PROBE_DEFAULTS
-            .iter()
-            .any(|(k, d)| *k == key && d.matches(v));
-    }
-    NESTED_DEFAULTS
-        .iter()
-        .any(|(p, k, d)| *p == parent && *k == key && d.matches(v))
 }
 
 fn project_pod(p: &PodSpec) -> Value {
@@ -213,8 +205,9 @@ fn project_container(c: &Container) -> Value {
 
 /// Insert `key` normalised, unless it is absent after normalising.
 fn put(m: &mut Map<String, Value>, key: &str, v: &impl Serialize) {
-    let v = serde_json::to_value(v).unwrap_or(Value::Null);
-    insert(m, key, normalize(key, v));
+    let mut v = serde_json::to_value(v).unwrap_or(Value::Null);
+    normalize(key, &mut v);
+    insert(m, key, v);
 }
 
 fn put_list(m: &mut Map<String, Value>, key: &str, items: impl Iterator<Item = Value>) {
@@ -227,35 +220,55 @@ fn insert(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
-/// Drop defaults and absent values below `key`, recursively; compare
-/// quantities by value. List elements are kept, also empty ones, so
+/// Drop defaults and absent values below `key`, recursively and in place;
+/// compare quantities by value. List elements are kept, also empty ones, so
 /// positions (env order, args) still count.
-fn normalize(key: &str, v: Value) -> Value {
+fn normalize(key: &str, v: &mut Value) {
     match v {
-        Value::Object(m) if MAPS.contains(&key) => Value::Object(m),
-        Value::Object(m) if QUANTITY_MAPS.contains(&key) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, canonical_quantity(v)))
-                .collect(),
-        ),
+        Value::Object(_) if is_data_map(key) => {}
+        Value::Object(m) if is_quantity_map(key) => m.values_mut().for_each(canonical_quantity),
         Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let v = if QUANTITIES.contains(&k.as_str()) {
-                    canonical_quantity(v)
+            for (k, v) in m.iter_mut() {
+                if is_quantity(k) {
+                    canonical_quantity(v);
                 } else {
-                    normalize(&k, v)
-                };
-                let zero_divisor = k == "divisor" && v.as_str() == Some(ZERO_QUANTITY);
-                if !zero_divisor && !is_default(key, &k, &v) && !is_absent(&v) {
-                    out.insert(k, v);
+                    normalize(k, v);
                 }
             }
-            Value::Object(out)
+            let defaults = defaults_below(key);
+            // An image volume's pullPolicy defaults from its reference's tag.
+            let pull_default = (key == "image")
+                .then(|| m.get("reference").and_then(Value::as_str))
+                .flatten()
+                .map(image_pull_default);
+            m.retain(|k, v| {
+                let default = match k.as_str() {
+                    // `resourceFieldRef.divisor` defaults to "0" (meaning 1).
+                    "divisor" => v.as_str() == Some(ZERO_QUANTITY),
+                    "pullPolicy" => pull_default.is_some() && v.as_str() == pull_default,
+                    _ => defaults.iter().any(|(d, value)| d == k && value.matches(v)),
+                };
+                !default && !is_absent(v)
+            });
         }
         // The elements of a list take the list's key as their parent.
-        Value::Array(a) => Value::Array(a.into_iter().map(|e| normalize(key, e)).collect()),
-        other => other,
+        Value::Array(a) => a.iter_mut().for_each(|e| normalize(key, e)),
+        _ => {}
+    }
+}
+
+/// The pull policy the API server gives an image reference
+/// (SetDefaults_Volume): `Always` for `:latest` or no tag nor digest,
+/// `IfNotPresent` otherwise.
+fn image_pull_default(reference: &str) -> &'static str {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match (last.split_once(':').map(|(_, tag)| tag), digest) {
+        (Some("latest"), _) | (None, None) => "Always",
+        _ => "IfNotPresent",
     }
 }
 
@@ -272,22 +285,20 @@ fn is_absent(v: &Value) -> bool {
 /// A quantity as its value in nano-units, so every spelling the API server
 /// might canonicalise (`0.5Gi`, `512Mi`, `536870912`) projects alike.
 /// Anything unparseable is kept as written.
-fn canonical_quantity(v: Value) -> Value {
-    match &v {
-        Value::String(s) => parse_quantity_nanos(s).map_or(v, |n| Value::String(quantity_key(n))),
+fn canonical_quantity(v: &mut Value) {
+    let nanos = match v {
+        Value::String(s) => parse_quantity_nanos(s),
         Value::Number(n) => n
             .as_i64()
-            .and_then(|i| i128::from(i).checked_mul(1_000_000_000))
-            .map_or(v, |n| Value::String(quantity_key(n))),
-        _ => v,
+            .and_then(|i| i128::from(i).checked_mul(1_000_000_000)),
+        _ => None,
+    };
+    if let Some(n) = nanos {
+        *v = Value::String(format!("{n}n"));
     }
 }
 
-fn quantity_key(nanos: i128) -> String {
-    format!("{nanos}n")
-}
-
-/// `resourceFieldRef.divisor` defaults to `"0"` (meaning 1).
+/// A zero quantity, as [`canonical_quantity`] writes it.
 const ZERO_QUANTITY: &str = "0n";
 
 /// Value of a Kubernetes quantity (`<sign><digits>[.<digits>]<suffix>`) in
@@ -380,7 +391,7 @@ mod tests {
             "1e",
             "0.0000000001",
             "9e99",
-            "99999999999Ei",
+            "999999999999999Ei",
             "-",
         ] {
             assert_eq!(q(bad), None, "{bad}");
