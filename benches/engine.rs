@@ -1,11 +1,13 @@
 //! Engine benchmarks (`make bench`): a full evaluation of 10k CronJobs in
 //! 100 namespaces against 1,000 baseline entries, scaling over 1k/10k/100k,
-//! and `scan` of a 10k-CronJob YAML file end to end.
+//! `scan` of a 10k-CronJob YAML file end to end, and the template hash of
+//! one pod template.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use cronwarden::engine::normalize::template_hash as template_hash_of;
 use cronwarden::engine::{CronJobView, Engine, Inventory, Settings};
 use cronwarden::synthetic::{self, Spec};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -96,5 +98,34 @@ fn schedule_min_interval(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, scan_file, schedule_min_interval);
+/// The template hash runs once per CronJob on arrival: the pod template of
+/// the plain fixture and of the rich one (every projected field set).
+fn template_hash(c: &mut Criterion) {
+    let mut group = c.benchmark_group("normalize/template_hash");
+    for (name, text) in [
+        (
+            "plain",
+            include_str!("../tests/fixtures/cronjob-as-served.yaml"),
+        ),
+        (
+            "rich",
+            include_str!("../tests/fixtures/cronjob-rich-as-served.yaml"),
+        ),
+    ] {
+        let cj: CronJob = serde_saphyr::from_str(text).unwrap();
+        let pod = cj.spec.job_template.spec.and_then(|j| j.template.spec);
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(template_hash_of(black_box(pod.as_ref()))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    evaluate,
+    scan_file,
+    schedule_min_interval,
+    template_hash
+);
 criterion_main!(benches);
