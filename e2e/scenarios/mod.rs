@@ -13,7 +13,6 @@ mod access;
 mod baselines;
 mod findings;
 mod operations;
-mod template_hash;
 
 use std::time::Instant;
 
@@ -28,39 +27,24 @@ const NS_HAND_EDITS: &str = "e2e-hand-edits";
 const NS_INVALID_BASELINES: &str = "e2e-invalid-baselines";
 const NS_MANAGED_FIELDS: &str = "e2e-managed-fields";
 const NS_SNAPSHOT_PIN: &str = "e2e-snapshot-pin";
-const NS_TEMPLATE_HASH: &str = "e2e-template-hash";
 const NS_TENANT: &str = "e2e-tenant";
 const NS_ACCESS: &str = "e2e-access";
 const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
 
-/// Scenario filters from the command line (`cargo test --test e2e --
-/// templateHash`): a scenario runs when its name contains one of them, or
-/// when there are none. Scenarios that borrow an earlier one's objects
-/// need that one selected too.
-fn filters() -> Vec<String> {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-') && a != "bench")
-        .collect()
-}
-
 macro_rules! scenario {
     ($results:expr, $name:expr, $body:expr) => {{
-        let filters = filters();
-        if filters.is_empty() || filters.iter().any(|f| $name.contains(f.as_str())) {
-            let start = Instant::now();
-            let r: Result<(), String> = $body.await;
-            match &r {
-                Ok(()) => println!(
-                    "e2e {:<60} ok ({:.1}s)",
-                    $name,
-                    start.elapsed().as_secs_f64()
-                ),
-                Err(e) => println!("e2e {:<60} FAILED: {e}", $name),
-            }
-            $results.push(($name, r));
+        let start = Instant::now();
+        let r: Result<(), String> = $body.await;
+        match &r {
+            Ok(()) => println!(
+                "e2e {:<60} ok ({:.1}s)",
+                $name,
+                start.elapsed().as_secs_f64()
+            ),
+            Err(e) => println!("e2e {:<60} FAILED: {e}", $name),
         }
+        $results.push(($name, r));
     }};
 }
 
@@ -121,11 +105,6 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "snapshot --pin-template approves the served object",
         baselines::snapshot_pin_approves_served_object(c, &ctl)
-    );
-    scenario!(
-        results,
-        "templateHash: manifest = served, pinned, drift fires and clears",
-        template_hash::manifest_and_served_hash_alike_and_drift_fires(c, &ctl)
     );
     scenario!(
         results,
