@@ -170,7 +170,7 @@ impl PodView {
         let pod_unconfined = pod_unconfined(p.security_context.as_ref());
         let annotations: Vec<(String, String)> = annotations
             .iter()
-            .filter(|(k, _)| k.starts_with("container.apparmor.security.beta.kubernetes.io/"))
+            .filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let view =
@@ -252,6 +252,10 @@ impl ContainerView {
     }
 }
 
+/// The pod-template annotation AppArmor profiles were set with before
+/// `appArmorProfile`, followed by the container name.
+const APPARMOR_ANNOTATION: &str = "container.apparmor.security.beta.kubernetes.io/";
+
 /// seccomp/AppArmor `Unconfined` (container setting, else the pod's) and
 /// `procMount: Unmasked` (SPEC 3.2).
 fn unconfined(
@@ -270,10 +274,10 @@ fn unconfined(
         Some(p) if p.type_ == "Unconfined" => out.push("appArmorProfile Unconfined"),
         Some(_) => {}
         None => {
-            let key = format!("container.apparmor.security.beta.kubernetes.io/{name}");
+            let this_container = |k: &str| k.strip_prefix(APPARMOR_ANNOTATION) == Some(name);
             if annotations
                 .iter()
-                .any(|(k, v)| *k == key && v == "unconfined")
+                .any(|(k, v)| this_container(k) && v == "unconfined")
             {
                 out.push("AppArmor annotation unconfined");
             } else {

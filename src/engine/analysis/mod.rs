@@ -30,6 +30,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 pub use expand::expand;
 
+use super::verdict::bounded;
+
 /// The six behaviours SuspiciousCommand reports (SPEC 3.3), each critical.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Category {
@@ -227,15 +229,7 @@ fn surface(out: &mut Vec<Threat>, s: Surface, argv: &[String], env: &Env, mounts
 }
 
 fn bounded_line(argv: &[String]) -> String {
-    let line = argv.join(" ");
-    if line.len() <= MAX_LINE {
-        return line;
-    }
-    let mut end = MAX_LINE;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &line[..end])
+    bounded(argv.join(" "), MAX_LINE)
 }
 
 /// The container's env in order, each literal value expanded with the

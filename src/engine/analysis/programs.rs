@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use super::Category;
 use super::inline;
-use super::shell::{Analyzer, Kind, Out, Taint, Val, printf_escapes};
+use super::shell::{Analyzer, Kind, Out, Taint, Val, ansi_c};
 use super::words::Lang;
 use super::words::*;
 
@@ -77,7 +77,7 @@ impl Analyzer<'_> {
             }
             let name = program(&argv[0].text);
             if let Some(skip) = wrapper(&name) {
-                argv = self.unwrap(&name, argv, skip, &stdin);
+                argv = self.unwrap(&name, argv, skip);
                 continue;
             }
             match name.as_str() {
@@ -170,7 +170,7 @@ impl Analyzer<'_> {
     }
 
     /// Drop a wrapper and its options and leading operands.
-    fn unwrap(&mut self, name: &str, argv: Vec<Val>, skip: usize, stdin: &Val) -> Vec<Val> {
+    fn unwrap(&mut self, name: &str, argv: Vec<Val>, skip: usize) -> Vec<Val> {
         let mut i = 1;
         while i < argv.len() {
             let a = &argv[i].text;
@@ -220,7 +220,6 @@ impl Analyzer<'_> {
                 return vec![Val::lit("sh")];
             }
         }
-        let _ = stdin;
         argv.into_iter().skip(i + skip).collect()
     }
 
@@ -673,7 +672,7 @@ impl Analyzer<'_> {
             i += 1;
         }
         // The data it sends.
-        data = data.union(stdin_if_sent(&spec, &data_files, &stdin));
+        data = data.union(stdin_if_sent(&data_files, &stdin));
         for f in &data_files {
             if let Some(what) = credential(f) {
                 data.cred = Some(what);
@@ -708,11 +707,7 @@ impl Analyzer<'_> {
                 self.hit(Category::Cryptominer, format!("downloads the miner {m}"));
             }
         }
-        let fetched = Val {
-            text: String::new(),
-            taint: got,
-            known: false,
-        };
+        let fetched = Val::opaque(got);
         if output.as_deref() == Some("-") {
             to_stdout = true;
             output = None;
@@ -861,17 +856,7 @@ impl Analyzer<'_> {
             i += 1;
         }
         self.credential_sink(name, stdin.taint, &hosts);
-        Out {
-            stdout: Val {
-                text: String::new(),
-                taint: Taint {
-                    net: true,
-                    ..Taint::default()
-                },
-                known: false,
-            },
-            kind: Kind::NetClient,
-        }
+        Out::net_client()
     }
 
     fn openssl(&mut self, argv: &[Val], stdin: Val) -> Out {
@@ -891,27 +876,13 @@ impl Analyzer<'_> {
                 .map(|w| host_of(&w[1].text).unwrap_or(""))
                 .collect();
             self.credential_sink("openssl s_client", stdin.taint, &hosts);
-            return Out {
-                stdout: Val {
-                    text: String::new(),
-                    taint: Taint {
-                        net: true,
-                        ..Taint::default()
-                    },
-                    known: false,
-                },
-                kind: Kind::NetClient,
-            };
+            return Out::net_client();
         }
         if decoding {
             let mut t = stdin.taint;
             t.decoded = true;
             return Out {
-                stdout: Val {
-                    text: String::new(),
-                    taint: t,
-                    known: false,
-                },
+                stdout: Val::opaque(t),
                 kind: Kind::Other,
             };
         }
@@ -946,11 +917,7 @@ impl Analyzer<'_> {
                 input = self.read_file(a);
             }
         }
-        let mut out = Val {
-            text: String::new(),
-            taint: input.taint,
-            known: false,
-        };
+        let mut out = Val::opaque(input.taint);
         out.taint.decoded = true;
         if input.known {
             let decoded = match name {
@@ -996,7 +963,7 @@ impl Analyzer<'_> {
             && (out.text.contains("\\x") || out.text.contains("\\0") || out.text.contains("\\u"))
         {
             // `printf '\x63\x75\x72\x6c …' | sh` hides the command.
-            out.text = printf_escapes(&out.text);
+            out.text = ansi_c(&out.text);
             out.taint.decoded = true;
         }
         if name == "echo" {
@@ -1009,11 +976,7 @@ impl Analyzer<'_> {
     }
 
     fn filter(&mut self, name: &str, argv: &[Val], stdin: Val) -> Out {
-        let mut out = Val {
-            text: String::new(),
-            taint: Taint::default(),
-            known: false,
-        };
+        let mut out = Val::opaque(Taint::default());
         let mut read_stdin = true;
         let mut known_files = Vec::new();
         let mut writes = Vec::new();
@@ -1214,11 +1177,7 @@ impl Analyzer<'_> {
         {
             self.credential_sink("kubectl", data, &[host]);
         }
-        let mut out = Val {
-            text: String::new(),
-            taint: Taint::default(),
-            known: false,
-        };
+        let mut out = Val::opaque(Taint::default());
         let reads_secrets = verb == "get"
             && positional[1..].iter().any(|r| {
                 r.split(',')
@@ -1397,8 +1356,7 @@ fn fetcher_spec(name: &str) -> FetcherSpec {
 }
 
 /// stdin is sent when a data option reads `-` / `@-`.
-fn stdin_if_sent(spec: &FetcherSpec, files: &[String], stdin: &Val) -> Taint {
-    let _ = spec;
+fn stdin_if_sent(files: &[String], stdin: &Val) -> Taint {
     if files.iter().any(|f| f == "-" || f == "/dev/stdin") {
         stdin.taint
     } else {

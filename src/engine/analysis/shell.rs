@@ -33,6 +33,13 @@ pub struct Taint {
 }
 
 impl Taint {
+    /// Content fetched from the network.
+    pub const NET: Taint = Taint {
+        net: true,
+        decoded: false,
+        cred: None,
+    };
+
     pub fn union(self, o: Taint) -> Taint {
         Taint {
             net: self.net || o.net,
@@ -62,6 +69,14 @@ impl Val {
             known: true,
         }
     }
+    /// Content whose text isn't known here, only where it came from.
+    pub fn opaque(taint: Taint) -> Val {
+        Val {
+            text: String::new(),
+            taint,
+            known: false,
+        }
+    }
     pub fn append(&mut self, o: &Val) {
         self.text.push_str(&o.text);
         self.taint = self.taint.union(o.taint);
@@ -84,6 +99,16 @@ pub enum Kind {
 pub struct Out {
     pub stdout: Val,
     pub kind: Kind,
+}
+
+impl Out {
+    /// A socket client: prints what the network sends.
+    pub fn net_client() -> Out {
+        Out {
+            stdout: Val::opaque(Taint::NET),
+            kind: Kind::NetClient,
+        }
+    }
 }
 
 pub struct Analyzer<'a> {
@@ -327,7 +352,7 @@ impl<'a> Analyzer<'a> {
                     let v = self.word(w);
                     argv.push(v);
                 }
-                Some(CommandPrefixOrSuffixItem::AssignmentWord(a, w)) => {
+                Some(CommandPrefixOrSuffixItem::AssignmentWord(a, _)) => {
                     let value = match &a.value {
                         ast::AssignmentValue::Scalar(v) => self.word(v),
                         ast::AssignmentValue::Array(items) => {
@@ -350,7 +375,6 @@ impl<'a> Analyzer<'a> {
                         arg.append(&value);
                         argv.push(arg);
                     }
-                    let _ = w;
                     assigns.push((name, value));
                 }
                 Some(CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub)) => match kind {
@@ -521,11 +545,7 @@ impl<'a> Analyzer<'a> {
     /// What reading a path yields: a file the script wrote, a credential,
     /// a socket.
     pub fn read_file(&mut self, path: &Val) -> Val {
-        let mut v = Val {
-            text: String::new(),
-            taint: path.taint,
-            known: false,
-        };
+        let mut v = Val::opaque(path.taint);
         if let Some(f) = self.files.get(&path.text) {
             v = f.clone();
         }
@@ -643,11 +663,7 @@ impl<'a> Analyzer<'a> {
             | word::Parameter::NamedWithIndex { name: n, .. }
             | word::Parameter::NamedWithAllIndices { name: n, .. } => n.as_str(),
             _ => {
-                return Val {
-                    text: String::new(),
-                    taint: Taint::default(),
-                    known: false,
-                };
+                return Val::opaque(Taint::default());
             }
         };
         // A transformed value keeps its taint; its text is a guess.
@@ -893,8 +909,9 @@ fn split_outside_quotes<'t>(text: &'t str, seps: &[&str]) -> Vec<&'t str> {
     out
 }
 
-/// Decode bash's `$'…'` escapes (`\x63`, `\143`, `\n`, `\u0063`).
-fn ansi_c(s: &str) -> String {
+/// Decode bash's `$'…'` escapes (`\x63`, `\143`, `\n`, `\u0063`); also
+/// what `printf`/`echo -e` do with them.
+pub fn ansi_c(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -940,11 +957,6 @@ fn ansi_c(s: &str) -> String {
         }
     }
     out
-}
-
-/// Decode printf/echo -e escapes the same way (`printf '\x63url'`).
-pub fn printf_escapes(s: &str) -> String {
-    ansi_c(s)
 }
 
 #[cfg(test)]

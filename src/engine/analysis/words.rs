@@ -255,33 +255,6 @@ pub fn host_of(word: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-/// A word that names a network destination: a URL, or `host:port`.
-pub fn looks_like_url(word: &str) -> bool {
-    word.contains("://")
-        || word.split_once(':').is_some_and(|(h, p)| {
-            !h.is_empty()
-                && !h.contains('/')
-                && p.chars()
-                    .take_while(|c| *c != '/')
-                    .all(|c| c.is_ascii_digit())
-                && !p.is_empty()
-        })
-        || (word.contains('.')
-            && !word.starts_with(['-', '/', '.', '@'])
-            && word.split('/').next().is_some_and(|h| {
-                h.split('.').count() >= 2
-                    && h.chars().all(|c| {
-                        c.is_ascii_alphanumeric()
-                            || c == '.'
-                            || c == '-'
-                            || c == '$'
-                            || c == '{'
-                            || c == '}'
-                            || c == '_'
-                    })
-            }))
-}
-
 /// A chmod mode that makes a file executable.
 pub fn grants_exec(mode: &str) -> bool {
     if mode.chars().all(|c| c.is_ascii_digit()) && !mode.is_empty() {
