@@ -30,6 +30,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Scan manifest files offline and report deviations.
     Scan(ScanArgs),
+    /// Read Kubernetes audit log lines (plain or gzip) and evaluate every
+    /// CronJob and Job written in them, naming who wrote it.
+    Audit(AuditArgs),
     /// Work with baselines.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -99,6 +102,23 @@ pub struct ScanArgs {
     /// Files or folders (recursive *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Exit 1 when a finding is at or above this severity.
+    #[arg(long, default_value = "high", value_parser = parse_severity)]
+    pub fail_on: Severity,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Audit log files (JSON lines of audit.k8s.io/v1 Event or EventList; gzip is detected); `-` reads stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Baseline manifests (files or folders) to evaluate against; none = heuristics and NotInBaseline only where a baseline governs.
+    #[arg(long = "baselines")]
+    pub baselines: Vec<PathBuf>,
     #[arg(long, short, value_enum, default_value = "table")]
     pub output: Format,
     /// Exit 1 when a finding is at or above this severity.
@@ -206,6 +226,67 @@ pub struct RunArgs {
     /// Full re-evaluation period (retention, acknowledgement expiry, safety net).
     #[arg(long, env = "CRONWARDEN_RESYNC", default_value = "60s", value_parser = parse_duration)]
     pub resync: Duration,
+    #[command(flatten)]
+    pub audit: AuditSourceArgs,
+}
+
+/// Where the controller reads audit events from (SPEC 7); none = no actor.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuditSourceArgs {
+    /// Follow this JSON-lines audit log (kube-apiserver's log backend) from its end, across rotation.
+    #[arg(long = "audit-log", env = "CRONWARDEN_AUDIT_LOG")]
+    pub log: Option<PathBuf>,
+    /// Serve kube-apiserver's audit webhook (batch mode) over HTTPS here.
+    #[arg(long = "audit-webhook-addr", env = "CRONWARDEN_AUDIT_WEBHOOK_ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate chain of the webhook's server certificate.
+    #[arg(long = "audit-webhook-cert", env = "CRONWARDEN_AUDIT_WEBHOOK_CERT")]
+    pub webhook_cert: Option<PathBuf>,
+    /// PEM private key of the webhook's server certificate.
+    #[arg(long = "audit-webhook-key", env = "CRONWARDEN_AUDIT_WEBHOOK_KEY")]
+    pub webhook_key: Option<PathBuf>,
+    /// PEM CA bundle: callers must present a client certificate it signed (mTLS).
+    #[arg(long = "audit-webhook-client-ca", env = "CRONWARDEN_AUDIT_WEBHOOK_CLIENT_CA")]
+    pub webhook_client_ca: Option<PathBuf>,
+    /// File holding the bearer token callers must send (compared in constant time).
+    #[arg(long = "audit-webhook-token-file", env = "CRONWARDEN_AUDIT_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+    /// Largest request body accepted (413 above), e.g. 8Mi.
+    #[arg(long = "audit-webhook-max-body", env = "CRONWARDEN_AUDIT_WEBHOOK_MAX_BODY", default_value = "8Mi", value_parser = parse_size)]
+    pub webhook_max_body: usize,
+    /// Audited writes kept per CronJob for attribution.
+    #[arg(long = "audit-writes-per-object", env = "CRONWARDEN_AUDIT_WRITES_PER_OBJECT", default_value_t = 4)]
+    pub writes_per_object: usize,
+    /// How long an audited write is kept for attribution.
+    #[arg(long = "audit-window", env = "CRONWARDEN_AUDIT_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub window: Duration,
+}
+
+impl AuditSourceArgs {
+    pub fn enabled(&self) -> bool {
+        self.log.is_some() || self.webhook_addr.is_some()
+    }
+}
+
+/// `8Mi`, `512Ki`, `1M`, `1048576`: a byte size as Kubernetes quantities spell it.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mul: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" | "K" => 1000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (Ki, Mi, Gi, k, M, G)")),
+    };
+    n.checked_mul(mul)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("size out of range: {s:?}"))
 }
 
 /// Keys of the `--config` file. Each is optional.

@@ -5,6 +5,7 @@
 //! desired findings; the front ends render or publish them.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -9,7 +9,7 @@ use cronwarden::cli::{BaselineCommand, Cli, Command, SnapshotArgs};
 use cronwarden::engine::{CronJobView, Engine};
 use cronwarden::manifest::Loaded;
 use cronwarden::snapshot::{SnapshotOptions, snapshot, to_cluster, to_yaml};
-use cronwarden::{crd, scan};
+use cronwarden::{audit, crd, scan};
 
 /// mimalloc: evaluation allocates many small, short-lived strings; glibc's
 /// allocator tripled the engine's time in `make bench` (5.2 → 15.2 ms for
@@ -82,6 +82,27 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
             }
             result.exit_code(args.fail_on)
+        }
+        Command::Audit(args) => {
+            let engine = match Engine::new(args.engine.settings()) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = audit::offline::audit_paths(&engine, &args.baselines, &args.paths);
+            print_out(&audit::offline::render(&report, args.output));
+            if args.output != scan::Format::Table {
+                for n in audit::offline::notes(&report) {
+                    eprintln!("note: {n}");
+                }
+                eprintln!("{}", audit::offline::summary(&report));
+            }
+            for e in &report.scan.errors {
+                eprintln!("error: {e}");
+            }
+            report.exit_code(args.fail_on)
         }
         Command::Baseline(BaselineCommand::Snapshot(args)) => snapshot_command(args),
     };

@@ -139,7 +139,8 @@ impl Loaded {
         }
     }
 
-    fn add_value(&mut self, source: Source, value: Value) {
+    /// Add one object (or `List`) already parsed.
+    pub fn add_value(&mut self, source: Source, value: Value) {
         let obj = match &value {
             Value::Null => return,
             Value::Object(o) => o,

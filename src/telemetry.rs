@@ -41,6 +41,15 @@ pub struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// log | webhook
+    pub source: String,
+    /// received: the event's kind of interest (write, failed, status, dry_run, other);
+    /// rejected: malformed | unauthenticated | too_large | not_leader
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub error: String,
 }
@@ -56,6 +65,10 @@ pub struct Metrics {
     pub events: Family<ReasonLabel, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
+    pub audit_received: Family<AuditLabels, Counter>,
+    pub audit_rejected: Family<AuditLabels, Counter>,
+    pub audit_dropped: Counter,
+    pub audit_kept: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -110,8 +123,36 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let audit_received = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "audit_events_received",
+            "Audit events read, by source and what they were (write, failed, status, dry_run, other)",
+            audit_received.clone(),
+        );
+        let audit_rejected = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "audit_events_rejected",
+            "Audit input refused, by source and reason (malformed, unauthenticated, too_large)",
+            audit_rejected.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_writes_dropped",
+            "Audited writes not kept for attribution because the window was full",
+            audit_dropped.clone(),
+        );
+        let audit_kept = Gauge::default();
+        registry.register(
+            "audit_writes_kept",
+            "Audited writes held in the attribution window",
+            audit_kept.clone(),
+        );
         Metrics {
             registry,
+            audit_received,
+            audit_rejected,
+            audit_dropped,
+            audit_kept,
             open_findings,
             cronjobs,
             baselines,
@@ -131,6 +172,15 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.into(),
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn audit(&self, family: &Family<AuditLabels, Counter>, source: &str, reason: &str) {
+        family
+            .get_or_create(&AuditLabels {
+                source: source.into(),
+                reason: reason.into(),
             })
             .inc();
     }

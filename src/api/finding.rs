@@ -27,6 +27,7 @@ use super::{Rule, Severity};
         type_ = "string",
         json_path = ".status.baselines[*]"
     ),
+    printcolumn(name = "Actor", type_ = "string", json_path = ".status.actor.user"),
     printcolumn(name = "Ack", type_ = "string", json_path = ".spec.acknowledgement.by"),
     printcolumn(
         name = "Age",
@@ -112,6 +113,10 @@ pub struct CronJobFindingStatus {
     pub violations: Vec<Violation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    /// Who made the write the evidence reflects, from the audit log
+    /// (SPEC 2.4); absent without an audit source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitre: Option<Mitre>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +175,70 @@ pub struct Observed {
     pub managers: Vec<ManagerRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Time>,
+}
+
+/// Who made a write, as the API server's audit log recorded it (SPEC 2.4).
+/// Unlike managedFields, nothing in it is chosen by the client except
+/// `userAgent`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    /// The authenticated caller (when impersonating, the real caller).
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Set when the request impersonated someone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub impersonated_groups: Vec<String>,
+    #[serde(default, rename = "sourceIPs", skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// create, update, patch (or delete).
+    pub verb: String,
+    #[serde(default, rename = "auditID", skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    /// When the API server completed the write (the audit event's stageTimestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// `exact`: the audited write produced the evidence (its response
+    /// object carries the observed resourceVersion, or the observed uid and
+    /// generation); `nearest`: the latest write before the evidence was
+    /// observed.
+    #[serde(rename = "match")]
+    pub match_: ActorMatch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorMatch {
+    #[default]
+    Exact,
+    Nearest,
+}
+
+impl Actor {
+    /// The Event note suffix (SPEC 4): `by alice from 10.0.3.7 (kubectl/v1.36.2)`;
+    /// under impersonation `by alice as bob …`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("by {}", self.user);
+        if let Some(u) = &self.impersonated_user {
+            s.push_str(" as ");
+            s.push_str(u);
+        }
+        if let Some(ip) = self.source_ips.first() {
+            s.push_str(" from ");
+            s.push_str(ip);
+        }
+        if let Some(agent) = self.user_agent.as_deref().and_then(|a| a.split_whitespace().next()) {
+            s.push_str(" (");
+            s.push_str(agent);
+            s.push(')');
+        }
+        s
+    }
 }
 
 /// A field manager that owns fields under `spec` (SPEC 3.4).

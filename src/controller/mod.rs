@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use tracing::info;
 
+use crate::audit::store::ActorStore;
 use crate::cli::RunArgs;
 use crate::engine::Engine;
 use crate::error::SettingsError;
@@ -43,6 +44,8 @@ pub struct Controller {
     pub publisher: Publisher,
     pub args: RunArgs,
     pub metrics: Arc<Metrics>,
+    /// The audit correlation window; None without an audit source.
+    pub actors: Option<Arc<Mutex<ActorStore>>>,
 }
 
 impl Controller {
@@ -56,6 +59,13 @@ impl Controller {
             engine: Engine::new(args.engine.settings())?,
             state: Arc::default(),
             publisher: Publisher::new(client, instance, metrics.clone()),
+            actors: args.audit.enabled().then(|| {
+                Arc::new(Mutex::new(ActorStore::new(
+                    args.audit.writes_per_object,
+                    args.audit.window,
+                    100_000,
+                )))
+            }),
             args,
             metrics,
         })

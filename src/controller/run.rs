@@ -74,6 +74,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         notify.clone(),
     ));
 
+    if let Some(store) = &ctl.actors {
+        start_audit_sources(&args, &ctl, store.clone(), notify.clone()).await?;
+    }
+
     let (leader, lease_task) = super::lease::elect(client.clone(), &args, identity).await?;
     let result = reconcile_loop(ctl.clone(), leader, notify).await;
     if let Some(task) = lease_task {
@@ -82,6 +86,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// The log follower and the webhook feed one correlation window; each
+/// audited write re-evaluates its namespace (a late actor costs one write,
+/// no Event).
+async fn start_audit_sources(
+    args: &RunArgs,
+    ctl: &Arc<Controller>,
+    store: Arc<std::sync::Mutex<crate::audit::store::ActorStore>>,
+    notify: Arc<Notify>,
+) -> anyhow::Result<()> {
+    use crate::audit::sink::Sink;
+    let state = ctl.state.clone();
+    let sink = Arc::new(Sink::new(
+        store,
+        ctl.metrics.clone(),
+        Box::new(move |ns: &str| {
+            state.lock().unwrap_or_else(|e| e.into_inner()).mark(ns);
+            notify.notify_one();
+        }),
+    ));
+    if let Some(path) = &args.audit.log {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        crate::audit::follow::spawn(path.clone(), sink.clone(), stop)?;
+    }
+    if args.audit.webhook_addr.is_some() {
+        let metrics = ctl.metrics.clone();
+        crate::audit::webhook::start(&args.audit, sink.clone(), move || metrics.leader.get() == 1).await?;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            sink.sweep();
+        }
+    });
+    Ok(())
 }
 
 async fn reconcile_loop(

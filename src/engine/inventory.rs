@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, PodSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -56,6 +56,23 @@ pub struct CronJobView {
     pub pod: Option<PodView>,
     /// Field managers that own parts of `spec` (SPEC 3.1 DeployPathNotApproved).
     pub managers: Vec<ManagerRef>,
+    /// `metadata.generation`: moves with every spec change.
+    pub generation: Option<i64>,
+    /// `metadata.resourceVersion`, for attributing the evidence to an
+    /// audited write (SPEC 2.4). It moves with every status write too, so
+    /// it takes no part in comparing views ([`Untracked`]).
+    pub resource_version: Untracked<Option<String>>,
+}
+
+/// A value carried along but ignored by `==`: two views that differ only
+/// in it are the same evidence.
+#[derive(Clone, Debug, Default)]
+pub struct Untracked<T>(pub T);
+
+impl<T> PartialEq for Untracked<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The pod template, reduced to what the rules read.
@@ -141,6 +158,43 @@ impl From<CronJob> for CronJobView {
             ttl_seconds_after_finished,
             pod,
             managers,
+            generation: cj.metadata.generation,
+            resource_version: Untracked(cj.metadata.resource_version),
+        }
+    }
+}
+
+impl CronJobView {
+    /// A Job as the heuristics read it: its pod template; no schedule.
+    pub fn from_job(job: Job) -> Self {
+        let managers = job
+            .metadata
+            .managed_fields
+            .as_deref()
+            .map(normalize::spec_managers)
+            .unwrap_or_default();
+        let spec = job.spec.unwrap_or_default();
+        let annotations = spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .unwrap_or_default();
+        CronJobView {
+            namespace: job.metadata.namespace.unwrap_or_default(),
+            name: job.metadata.name.unwrap_or_default(),
+            uid: job.metadata.uid,
+            labels: job.metadata.labels.unwrap_or_default(),
+            created_at: job.metadata.creation_timestamp,
+            schedule: String::new(),
+            time_zone: None,
+            suspend: spec.suspend,
+            successful_jobs_history_limit: None,
+            failed_jobs_history_limit: None,
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+            pod: spec.template.spec.map(|p| PodView::new(p, &annotations)),
+            managers,
+            generation: job.metadata.generation,
+            resource_version: Untracked(job.metadata.resource_version),
         }
     }
 }

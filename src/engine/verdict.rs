@@ -29,6 +29,9 @@ pub struct DesiredFinding {
     pub severity: Severity,
     /// Baseline asking, via `enforcement: Suspend`, for the CronJob to be suspended.
     pub suspend_by: Option<String>,
+    /// Who made the write the evidence reflects; the engine never sets it
+    /// (it reads no audit log): `audit` and the controller do.
+    pub actor: Option<crate::api::Actor>,
 }
 
 impl DesiredFinding {
@@ -266,6 +269,7 @@ pub fn assemble(
             .and_then(|e| e.owner.clone())
             .or_else(|| matched[0].and_then(|e| e.owner.clone())),
         suspend_by,
+        actor: None,
     })
 }
 
@@ -358,6 +362,7 @@ impl DesiredFinding {
                 owner: self.owner.clone(),
                 violations,
                 observed: self.observed.clone(),
+                actor: self.actor.clone(),
                 mitre: Some(mitre()),
                 first_seen: Some(now.clone()),
                 last_seen: Some(now.clone()),

@@ -47,6 +47,11 @@ pub fn reports(result: &ScanResult, now: &Time) -> Vec<Value> {
                 ("mitreTechnique", "T1053.007".to_owned()),
                 ("mitreTactic", v.rule.info().tactic.to_owned()),
             ]);
+            if let Some(a) = &f.actor {
+                properties.insert("actor", a.describe());
+                properties.insert("actorUser", a.user.clone());
+                properties.insert("auditID", a.audit_id.clone().unwrap_or_default());
+            }
             properties.retain(|_, val| !val.is_empty());
             by_ns.entry(f.namespace.as_str()).or_default().push(json!({
                 "source": FIELD_MANAGER,

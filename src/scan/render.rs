@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::ScanResult;
 use crate::api::{CronJobFinding, Rule, Severity};
+use crate::engine::DesiredFinding;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -22,17 +23,39 @@ pub enum Format {
 pub fn render(result: &ScanResult, format: Format, now: &Time) -> String {
     match format {
         Format::Table => table(result),
+        _ => render_with(result, format, now, |_| now.clone()),
+    }
+}
+
+/// The object formats, with each finding first seen at `time_of(finding)`
+/// (`audit` uses the time of the write).
+pub fn render_with(
+    result: &ScanResult,
+    format: Format,
+    now: &Time,
+    time_of: impl Fn(&DesiredFinding) -> Time,
+) -> String {
+    let objects = || -> Vec<CronJobFinding> {
+        result
+            .evaluation
+            .findings
+            .iter()
+            .map(|f| f.to_object(&time_of(f)))
+            .collect()
+    };
+    match format {
+        Format::Table => table(result),
         Format::Json => {
             let list = json!({
                 "apiVersion": "v1",
                 "kind": "List",
-                "items": objects(result, now),
+                "items": objects(),
             });
             serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"
         }
         Format::Yaml => {
             let mut out = String::new();
-            for o in objects(result, now) {
+            for o in objects() {
                 out.push_str("---\n");
                 out.push_str(&serde_saphyr::to_string(&o).unwrap_or_default());
             }
@@ -59,50 +82,45 @@ pub fn objects(result: &ScanResult, now: &Time) -> Vec<CronJobFinding> {
         .collect()
 }
 
-fn table(result: &ScanResult) -> String {
-    const HEADERS: [&str; 5] = ["NAMESPACE", "NAME", "SEVERITY", "RULE", "MESSAGE"];
-    let rows: Vec<[&str; 5]> = result
-        .evaluation
-        .findings
-        .iter()
-        .flat_map(|f| {
-            f.violations.iter().map(move |v| {
-                [
-                    f.namespace.as_str(),
-                    f.name.as_str(),
-                    v.severity.as_str(),
-                    v.rule.as_str(),
-                    v.message.as_str(),
-                ]
-            })
-        })
-        .collect();
-    let mut widths = HEADERS.map(str::len);
-    for r in &rows {
+/// Left-aligned columns under a header, trailing blanks trimmed; nothing
+/// at all without rows.
+pub fn columns<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(c.as_ref().chars().count());
         }
     }
     let mut out = String::new();
-    for r in std::iter::once(&HEADERS)
-        .chain(rows.iter())
-        .take(if rows.is_empty() { 0 } else { usize::MAX })
-    {
+    if rows.is_empty() {
+        return out;
+    }
+    let header: Vec<&str> = headers.to_vec();
+    let mut line_of = |cells: &mut dyn Iterator<Item = &str>| {
         let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
+        for (i, c) in cells.enumerate() {
             let _ = write!(line, "{:<w$}  ", c, w = widths[i]);
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    };
+    line_of(&mut header.iter().copied());
+    for r in rows {
+        line_of(&mut r.iter().map(|c| c.as_ref()));
     }
-    if !rows.is_empty() {
-        out.push('\n');
-    }
-    // Counted per violation: a finding (one per CronJob, or per missing
-    // required CronJob) holds several.
+    out
+}
+
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `3 findings with 5 violations (critical: 1, high: 4)`: counted per
+/// violation, as a finding (one per subject) holds several.
+pub fn findings_summary(findings: &[DesiredFinding]) -> String {
     let mut by_sev: BTreeMap<Severity, usize> = BTreeMap::new();
     let mut violations = 0;
-    for f in &result.evaluation.findings {
+    for f in findings {
         for v in &f.violations {
             *by_sev.entry(v.severity).or_default() += 1;
             violations += 1;
@@ -114,25 +132,50 @@ fn table(result: &ScanResult) -> String {
         .filter_map(|s| by_sev.get(s).map(|n| format!("{s}: {n}")))
         .collect::<Vec<_>>()
         .join(", ");
-    let plural =
-        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let inv = &result.loaded.inventory;
-    let _ = writeln!(
-        out,
-        "scanned {} and {}: {} with {}{}",
-        plural(inv.cronjobs.len(), "CronJob", "CronJobs"),
-        plural(
-            inv.baselines.len() + inv.cluster_baselines.len(),
-            "baseline",
-            "baselines"
-        ),
-        plural(result.evaluation.findings.len(), "finding", "findings"),
+    format!(
+        "{} with {}{}",
+        plural(findings.len(), "finding", "findings"),
         plural(violations, "violation", "violations"),
         if counts.is_empty() {
             String::new()
         } else {
             format!(" ({counts})")
         }
+    )
+}
+
+fn table(result: &ScanResult) -> String {
+    let rows: Vec<Vec<&str>> = result
+        .evaluation
+        .findings
+        .iter()
+        .flat_map(|f| {
+            f.violations.iter().map(move |v| {
+                vec![
+                    f.namespace.as_str(),
+                    f.name.as_str(),
+                    v.severity.as_str(),
+                    v.rule.as_str(),
+                    v.message.as_str(),
+                ]
+            })
+        })
+        .collect();
+    let mut out = columns(&["NAMESPACE", "NAME", "SEVERITY", "RULE", "MESSAGE"], &rows);
+    if !rows.is_empty() {
+        out.push('\n');
+    }
+    let inv = &result.loaded.inventory;
+    let _ = writeln!(
+        out,
+        "scanned {} and {}: {}",
+        plural(inv.cronjobs.len(), "CronJob", "CronJobs"),
+        plural(
+            inv.baselines.len() + inv.cluster_baselines.len(),
+            "baseline",
+            "baselines"
+        ),
+        findings_summary(&result.evaluation.findings),
     );
     for b in &result.evaluation.baselines {
         for p in &b.problems {
@@ -179,6 +222,16 @@ fn sarif(result: &ScanResult) -> Value {
                     "artifactLocation": {"uri": s.file},
                 });
             }
+            let mut properties = json!({
+                "severity": v.severity.as_str(),
+                "field": v.field,
+                "expected": v.expected,
+                "actual": v.actual,
+                "baselines": f.baselines,
+            });
+            if let Some(a) = &f.actor {
+                properties["actor"] = json!(a);
+            }
             let rule_index = Rule::ALL.iter().position(|r| *r == v.rule).unwrap_or(0);
             results.push(json!({
                 "ruleId": v.rule.as_str(),
@@ -189,13 +242,7 @@ fn sarif(result: &ScanResult) -> Value {
                 "partialFingerprints": {
                     "cronwarden/v1": format!("{}/{}/{}/{}", f.namespace, f.name, v.rule, v.field.as_deref().unwrap_or("")),
                 },
-                "properties": {
-                    "severity": v.severity.as_str(),
-                    "field": v.field,
-                    "expected": v.expected,
-                    "actual": v.actual,
-                    "baselines": f.baselines,
-                },
+                "properties": properties,
             }));
         }
     }

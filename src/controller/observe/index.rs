@@ -153,7 +153,11 @@ impl State {
 
     pub fn apply_cronjob(&mut self, view: CronJobView) {
         let slot = self.cronjobs.entry(view.namespace.clone()).or_default();
-        if slot.get(&view.name) == Some(&view) {
+        if let Some(old) = slot.get_mut(&view.name)
+            && *old == view
+        {
+            // A status write: same evidence, newer resourceVersion.
+            old.resource_version = view.resource_version;
             return;
         }
         let ns = view.namespace.clone();

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::EventType;
 
 use crate::api::{
-    API_VERSION, CONDITION_ACKNOWLEDGED, CronJobBaselineStatus, CronJobFinding,
+    API_VERSION, Actor, CONDITION_ACKNOWLEDGED, CronJobBaselineStatus, CronJobFinding,
     CronJobFindingStatus, FindingState, LABEL_SEVERITY, LABEL_STATE, Subject, Violation, reasons,
 };
 use crate::engine::bounded;
@@ -81,13 +81,19 @@ pub fn finding_ref(f: Option<&CronJobFinding>, namespace: &str, name: &str) -> O
 }
 
 /// `[severity] CronJob ns/name …`, the note exporters show.
-pub(super) fn note_for(namespace: &str, name: &str, v: &Violation) -> String {
+/// `[severity] CronJob ns/name: message`, ending with the actor when known
+/// (SPEC 4); a long message is cut, never the actor.
+pub(super) fn note_for(namespace: &str, name: &str, v: &Violation, actor: Option<&Actor>) -> String {
     let body = if v.message.starts_with("CronJob ") {
         v.message.clone()
     } else {
         format!("CronJob {namespace}/{name}: {}", v.message)
     };
-    bounded(format!("[{}] {body}", v.severity), MAX_NOTE)
+    let suffix = actor.map(|a| format!(" {}", a.describe())).unwrap_or_default();
+    let suffix = bounded(suffix, MAX_NOTE / 2);
+    let mut note = bounded(format!("[{}] {body}", v.severity), MAX_NOTE - suffix.len());
+    note.push_str(&suffix);
+    note
 }
 
 /// A condition with `lastTransitionTime` kept when its status did not change.

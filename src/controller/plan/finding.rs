@@ -75,6 +75,13 @@ pub fn plan_finding(
                     changed = true;
                 }
             }
+            // The actor of the write the evidence reflects; kept while the
+            // evidence stands even after the audit window forgot the write.
+            let actor = d.actor.clone().or_else(|| {
+                continuing
+                    .filter(|s| s.observed == d.observed)
+                    .and_then(|s| s.actor.clone())
+            });
             let status = CronJobFindingStatus {
                 state: FindingState::Open,
                 severity: Some(d.severity),
@@ -83,6 +90,7 @@ pub fn plan_finding(
                 owner: d.owner.clone(),
                 violations,
                 observed: d.observed.clone(),
+                actor: actor.clone(),
                 mitre: Some(mitre()),
                 first_seen: continuing
                     .and_then(|s| s.first_seen.clone())
@@ -131,7 +139,7 @@ pub fn plan_finding(
                     type_: EventType::Warning,
                     reason: rule.as_str().into(),
                     action: "Detected".into(),
-                    note: note_for(&d.namespace, &d.name, v),
+                    note: note_for(&d.namespace, &d.name, v, actor.as_ref()),
                     regarding: regarding.clone(),
                     related: Some(related.clone()),
                 });

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Controller;
+use crate::audit::SubjectKind;
+use crate::audit::store::ObservedRef;
 use super::observe::index::State;
 use crate::api::CONDITION_ACCEPTED;
 use crate::engine::{CompiledBaseline, aggregate};
@@ -54,7 +56,24 @@ impl Controller {
                     .get(ns)
                     .map(|m| m.values().collect())
                     .unwrap_or_default();
-                let result = self.engine.evaluate_namespace(ns, labels, &cjs, &ordered);
+                let mut result = self.engine.evaluate_namespace(ns, labels, &cjs, &ordered);
+                if let Some(actors) = &self.actors {
+                    let actors = actors.lock().unwrap_or_else(|e| e.into_inner());
+                    for f in &mut result.findings {
+                        if let Some(cj) = st.cronjob(ns, &f.name) {
+                            f.actor = actors.lookup(
+                                SubjectKind::CronJob,
+                                ns,
+                                &f.name,
+                                ObservedRef {
+                                    uid: cj.uid.as_deref(),
+                                    generation: cj.generation,
+                                    resource_version: cj.resource_version.0.as_deref(),
+                                },
+                            );
+                        }
+                    }
+                }
                 let existing = st.findings.get(ns);
                 let mut names: BTreeSet<&str> =
                     result.findings.iter().map(|f| f.name.as_str()).collect();

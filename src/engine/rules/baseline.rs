@@ -98,6 +98,7 @@ pub fn missing_required(
                     baselines: Vec::new(),
                     owner: None,
                     suspend_by: None,
+                    actor: None,
                 });
                 f.violations.extend(violations);
                 f.severity = max_severity(&f.violations);
