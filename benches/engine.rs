@@ -121,11 +121,52 @@ fn template_hash(c: &mut Criterion) {
     group.finish();
 }
 
+/// `cronwarden audit` over a log shaped like a busy cluster's: the captured
+/// `mixed.jsonl` (Metadata-level noise of every kind, a few batch writes at
+/// RequestResponse) repeated to 64 MiB, read from memory. The figure is
+/// bytes per second through prefilter, parse, classify and evaluation.
+fn audit_log(c: &mut Criterion) {
+    use cronwarden::audit::offline::Auditor;
+    use cronwarden::manifest::Loaded;
+    let mixed = include_bytes!("../tests/fixtures/audit/mixed.jsonl");
+    let mut log = Vec::with_capacity(64 << 20);
+    while log.len() < 64 << 20 {
+        log.extend_from_slice(mixed);
+    }
+    let engine = Engine::new(Settings::default()).unwrap();
+    let mut group = c.benchmark_group("audit");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(log.len() as u64));
+    group.bench_function("log_64MiB_mixed", |b| {
+        b.iter(|| {
+            let mut a = Auditor::new(&engine, Loaded::default());
+            a.read("bench", &log[..]).unwrap();
+            black_box(a.report.counts.writes)
+        })
+    });
+    // The webhook's work per batch: parse an EventList of the captured
+    // writes and keep them in the correlation window.
+    let batch = include_bytes!("../tests/fixtures/audit/webhook-batch-2.json");
+    let events = cronwarden::audit::parse_line(batch).unwrap().len() as u64;
+    let store = std::sync::Arc::new(std::sync::Mutex::new(cronwarden::audit::store::ActorStore::default()));
+    let sink = cronwarden::audit::sink::Sink::new(
+        store,
+        std::sync::Arc::new(cronwarden::telemetry::Metrics::default()),
+        Box::new(|_| {}),
+    );
+    group.throughput(Throughput::Elements(events));
+    group.bench_function("webhook_batch", |b| {
+        b.iter(|| sink.events("webhook", cronwarden::audit::parse_line(black_box(batch)).unwrap()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     evaluate,
     scan_file,
     schedule_min_interval,
-    template_hash
+    template_hash,
+    audit_log
 );
 criterion_main!(benches);

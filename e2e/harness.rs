@@ -95,11 +95,101 @@ pub struct Cluster {
     /// `Err(why)` when no kube-controller-manager runs the namespace,
     /// garbage-collector and ClusterRole-aggregation controllers.
     pub controller_manager: Result<(), String>,
+    /// The API server's audit log and webhook target, when it runs here.
+    pub audit: Option<AuditSetup>,
     // Order matters: the controller manager stops before the API server,
     // the API server before etcd.
     controller_manager_proc: Option<Proc>,
     _apiserver: Option<Proc>,
     _etcd: Option<Proc>,
+}
+
+/// kube-apiserver writes the shipped audit policy's events to a log file
+/// and POSTs them to a webhook on `webhook_port` (mTLS: `client.crt` is
+/// signed by `ca.crt`, which also signed the webhook's `server.crt`).
+pub struct AuditSetup {
+    pub log: PathBuf,
+    pub webhook_port: u16,
+    pub dir: PathBuf,
+}
+
+impl AuditSetup {
+    /// The controller flags that read both sources.
+    pub fn controller_flags(&self) -> Vec<String> {
+        let p = |f: &str| self.dir.join(f).display().to_string();
+        vec![
+            "--audit-log".into(),
+            self.log.display().to_string(),
+            "--audit-webhook-addr".into(),
+            format!("127.0.0.1:{}", self.webhook_port),
+            "--audit-webhook-cert".into(),
+            p("server.crt"),
+            "--audit-webhook-key".into(),
+            p("server.key"),
+            "--audit-webhook-client-ca".into(),
+            p("ca.crt"),
+        ]
+    }
+
+    /// Certificates made with openssl, and the webhook kubeconfig.
+    fn create(d: &Path) -> Result<AuditSetup, String> {
+        let dir = d.join("audit");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let webhook_port = free_port();
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+            }
+        };
+        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=e2e-audit-ca"])?;
+        for (name, cn, ext) in [
+            ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+            ("client", "kube-apiserver", "extendedKeyUsage=clientAuth\n"),
+            ("stranger", "stranger", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).map_err(|e| e.to_string())?;
+            run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")])?;
+            // The stranger's certificate is self-signed: not by the CA.
+            let (ca, cakey) = if name == "stranger" { ("stranger-ca.crt", "stranger.key") } else { ("ca.crt", "ca.key") };
+            if name == "stranger" {
+                run(&["req", "-x509", "-key", "stranger.key", "-out", "stranger-ca.crt", "-days", "2", "-subj", "/CN=stranger-ca"])?;
+            }
+            run(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", ca, "-CAkey", cakey, "-CAcreateserial", "-out", &format!("{name}.crt"), "-days", "2", "-extfile", &format!("{name}.ext")])?;
+        }
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: cronwarden\n  cluster:\n    server: https://127.0.0.1:{webhook_port}/audit\n    certificate-authority: {ca}\nusers:\n- name: kube-apiserver\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: audit\n  context: {{cluster: cronwarden, user: kube-apiserver}}\ncurrent-context: audit\n",
+            ca = dir.join("ca.crt").display(),
+            crt = dir.join("client.crt").display(),
+            key = dir.join("client.key").display(),
+        );
+        std::fs::write(dir.join("webhook.kubeconfig"), kubeconfig).map_err(|e| e.to_string())?;
+        Ok(AuditSetup {
+            log: d.join("audit.log"),
+            webhook_port,
+            dir,
+        })
+    }
+
+    /// kube-apiserver's flags for the shipped policy, both backends.
+    fn apiserver_flags(&self) -> Vec<String> {
+        vec![
+            format!("--audit-policy-file={}", root().join("config/audit/policy.yaml").display()),
+            format!("--audit-log-path={}", self.log.display()),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
+            format!("--audit-webhook-config-file={}", self.dir.join("webhook.kubeconfig").display()),
+            "--audit-webhook-mode=batch".into(),
+            "--audit-webhook-batch-max-wait=1s".into(),
+            "--audit-webhook-initial-backoff=1s".into(),
+        ]
+    }
 }
 
 fn free_port() -> u16 {
@@ -205,7 +295,9 @@ impl Cluster {
             format!("{token},e2e-admin,e2e-admin,\"system:masters\"\n"),
         )
         .unwrap();
+        let audit = AuditSetup::create(d)?;
         let mut api_cmd = Command::new(assets.join("kube-apiserver"));
+        api_cmd.args(audit.apiserver_flags());
         api_cmd.args([
             &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             &format!("--secure-port={api_port}"),
@@ -237,7 +329,9 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let cm = ControllerManager::start(&assets, &admin, d);
-        Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await
+        let mut c = Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await?;
+        c.audit = Some(audit);
+        Ok(c)
     }
 
     /// A client for the admin kubeconfig, with the CRDs and RBAC installed.
@@ -257,6 +351,7 @@ impl Cluster {
             kubectl,
             client,
             controller_manager: cm.missing,
+            audit: None,
             controller_manager_proc: cm.proc,
             _apiserver: apiserver,
             _etcd: etcd,

@@ -10,6 +10,7 @@
 //! controller, so they run last).
 
 mod access;
+mod audit;
 mod baselines;
 mod findings;
 mod operations;
@@ -31,6 +32,7 @@ const NS_TENANT: &str = "e2e-tenant";
 const NS_ACCESS: &str = "e2e-access";
 const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
+const NS_AUDIT: &str = "e2e-audit";
 
 macro_rules! scenario {
     ($results:expr, $name:expr, $body:expr) => {{
@@ -120,6 +122,11 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "access model: aggregated roles, admission, namespace deletion",
         access::access_model_roles_and_admission(c)
+    );
+    scenario!(
+        results,
+        "audit: actor from log and webhook; webhook refusals",
+        audit::actor_from_log_and_webhook(c, &mut ctl)
     );
     scenario!(
         results,

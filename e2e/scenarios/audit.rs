@@ -1,0 +1,136 @@
+//! Who did it (SPEC 2.4, 7): the API server writes the shipped audit policy's
+//! events to a log file and to the webhook; a controller reading both puts
+//! the real caller on findings, whether a ServiceAccount or someone
+//! impersonating, and its webhook refuses what it must.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::NS_AUDIT;
+use crate::harness::{Cluster, http_get, metric};
+use crate::support::{Ctl, DEADLINE, cronjob_yaml, ensure, wait};
+
+/// `(http code, curl's exit status)` of a POST to the webhook.
+fn post(c: &Cluster, port: u16, cert: Option<&str>, body_file: &std::path::Path) -> (String, i32) {
+    let dir = &c.audit.as_ref().unwrap().dir;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", body_file.display()));
+    if let Some(name) = cert {
+        cmd.arg("--cert")
+            .arg(dir.join(format!("{name}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{name}.key")));
+    }
+    cmd.arg(format!("https://127.0.0.1:{port}/audit"));
+    match cmd.output() {
+        Ok(o) => (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            o.status.code().unwrap_or(-1),
+        ),
+        Err(e) => (format!("curl: {e}"), -1),
+    }
+}
+
+async fn actor_of(c: &Cluster, ns: &str, name: &str) -> Option<cronwarden::api::Actor> {
+    c.finding(ns, name)
+        .await
+        .and_then(|f| f.status)
+        .and_then(|s| s.actor)
+}
+
+pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Result<(), String> {
+    let Some(audit) = &c.audit else {
+        println!("e2e   (audit: skipped, the cluster under test is not ours to configure)");
+        return Ok(());
+    };
+    let ns = NS_AUDIT;
+    ctl.proc.terminate();
+    let flags = audit.controller_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    *ctl = c.start_controller("cronwarden-audit", &flags);
+    ctl.ready().await?;
+    c.namespace(ns)?;
+    c.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: deployer, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: cronjob-writer, namespace: {ns}}}\nrules:\n- apiGroups: [batch]\n  resources: [cronjobs]\n  verbs: [create, get, list, update, patch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: cronjob-writers, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: cronjob-writer}}\nsubjects:\n- {{kind: ServiceAccount, name: deployer, namespace: {ns}}}\n- {{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}\n"
+    ))?;
+    let token = c.kubectl(&["create", "token", "deployer", "-n", ns, "--duration=1h"])?;
+    let token = token.trim();
+    let sa_user = format!("system:serviceaccount:{ns}:deployer");
+    let manifest = |name: &str| {
+        let p = c.dir.path().join(format!("{name}.yaml"));
+        // Every minute: HighFrequencySchedule, so there is a finding.
+        std::fs::write(&p, cronjob_yaml(ns, name, "* * * * *", "registry.example.com/x:1", "")).unwrap();
+        p
+    };
+    // A ServiceAccount with its own token.
+    let p = manifest("by-sa");
+    let kc = c.dir.path().join("deployer.kubeconfig");
+    let server = c.kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"])?;
+    std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster: {{server: {server}, insecure-skip-tls-verify: true}}\nusers:\n- name: d\n  user: {{token: {token}}}\ncontexts:\n- name: d\n  context: {{cluster: e, user: d}}\ncurrent-context: d\n")).unwrap();
+    crate::harness::kubectl_in(&c.kubectl, &kc, &["create", "-f", p.to_str().unwrap()])?;
+    // The admin impersonating alice.
+    let p = manifest("by-alice");
+    c.kubectl(&["create", "-f", p.to_str().unwrap(), "--as=alice", "--as-group=devs"])?;
+    let a = wait("the ServiceAccount as actor", DEADLINE, || async {
+        actor_of(c, ns, "by-sa").await.filter(|a| a.user == sa_user)
+    })
+    .await?;
+    ensure(
+        a.verb == "create" && a.audit_id.is_some() && a.groups.iter().any(|g| g == "system:serviceaccounts"),
+        format!("actor of by-sa: {a:?}"),
+    )?;
+    let a = wait("the impersonator as actor", DEADLINE, || async {
+        actor_of(c, ns, "by-alice").await
+    })
+    .await?;
+    ensure(
+        a.user == "e2e-admin" && a.impersonated_user.as_deref() == Some("alice") && a.impersonated_groups.iter().any(|g| g == "devs"),
+        format!("actor of by-alice: {a:?}"),
+    )?;
+    let printed = c.kubectl(&["get", "cjf", "-n", ns, "by-sa"])?;
+    ensure(printed.contains("ACTOR") && printed.contains(&sa_user), format!("printer columns:\n{printed}"))?;
+    // One Warning per rule, whenever the actor arrived.
+    let events = c.events_about(ns, "by-sa", "HighFrequencySchedule").await;
+    ensure(events.len() == 1, format!("{} HighFrequencySchedule Events for by-sa", events.len()))?;
+
+    // Both sources delivered.
+    let m = ctl.metrics().await;
+    for source in ["log", "webhook"] {
+        let n = metric(&m, "cronwarden_audit_events_received_total", &format!("source=\"{source}\",reason=\"write\""));
+        ensure(n >= 2.0, format!("{n} writes received from the {source}"))?;
+    }
+
+    // The webhook refuses what it must and stays up.
+    let batch = c.dir.path().join("batch.json");
+    std::fs::write(&batch, "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[]}").unwrap();
+    let malformed = c.dir.path().join("malformed.json");
+    std::fs::write(&malformed, "{\"kind\":\"EventList\",\"items\":[").unwrap();
+    let huge = c.dir.path().join("huge.json");
+    std::fs::write(&huge, vec![b' '; 9 << 20]).unwrap();
+    let port = audit.webhook_port;
+    let no_cert = post(c, port, None, &batch);
+    let stranger = post(c, port, Some("stranger"), &batch);
+    let bad = post(c, port, Some("client"), &malformed);
+    let big = post(c, port, Some("client"), &huge);
+    let good = post(c, port, Some("client"), &batch);
+    ensure(
+        no_cert.0 == "000" && stranger.0 == "000" && bad.0 == "400" && big.0 == "413" && good.0 == "200",
+        format!("no cert {no_cert:?}, unknown CA {stranger:?}, malformed {bad:?}, 9 MiB {big:?}, valid {good:?}"),
+    )?;
+    ensure(http_get(ctl.port, "/healthz").await.is_some(), "/healthz after the refusals")?;
+    let m = ctl.metrics().await;
+    let refused = metric(&m, "cronwarden_audit_events_rejected_total", "source=\"webhook\"");
+    ensure(refused >= 4.0, format!("{refused} webhook rejections counted, want 4"))?;
+    // Still attributing.
+    let p = manifest("after-refusals");
+    c.kubectl(&["create", "-f", p.to_str().unwrap(), "--as=alice"])?;
+    wait("an actor after the refusals", Duration::from_secs(30), || async {
+        actor_of(c, ns, "after-refusals").await.filter(|a| a.impersonated_user.as_deref() == Some("alice"))
+    })
+    .await?;
+    Ok(())
+}
