@@ -148,7 +148,9 @@ fn audit_log(c: &mut Criterion) {
     // writes and keep them in the correlation window.
     let batch = include_bytes!("../tests/fixtures/audit/webhook-batch-2.json");
     let events = cronwarden::audit::parse_line(batch).unwrap().len() as u64;
-    let store = std::sync::Arc::new(std::sync::Mutex::new(cronwarden::audit::store::ActorStore::default()));
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        cronwarden::audit::store::ActorStore::default(),
+    ));
     let sink = cronwarden::audit::sink::Sink::new(
         store,
         std::sync::Arc::new(cronwarden::telemetry::Metrics::default()),
@@ -156,7 +158,12 @@ fn audit_log(c: &mut Criterion) {
     );
     group.throughput(Throughput::Elements(events));
     group.bench_function("webhook_batch", |b| {
-        b.iter(|| sink.events("webhook", cronwarden::audit::parse_line(black_box(batch)).unwrap()))
+        b.iter(|| {
+            sink.events(
+                "webhook",
+                cronwarden::audit::parse_line(black_box(batch)).unwrap(),
+            )
+        })
     });
     group.finish();
 }

@@ -145,23 +145,86 @@ impl AuditSetup {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+                Err(format!(
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
         };
-        run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=e2e-audit-ca"])?;
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=e2e-audit-ca",
+        ])?;
         for (name, cn, ext) in [
-            ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+            (
+                "server",
+                "127.0.0.1",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
             ("client", "kube-apiserver", "extendedKeyUsage=clientAuth\n"),
             ("stranger", "stranger", "extendedKeyUsage=clientAuth\n"),
         ] {
             std::fs::write(dir.join(format!("{name}.ext")), ext).map_err(|e| e.to_string())?;
-            run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")])?;
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ])?;
             // The stranger's certificate is self-signed: not by the CA.
-            let (ca, cakey) = if name == "stranger" { ("stranger-ca.crt", "stranger.key") } else { ("ca.crt", "ca.key") };
+            let (ca, cakey) = if name == "stranger" {
+                ("stranger-ca.crt", "stranger.key")
+            } else {
+                ("ca.crt", "ca.key")
+            };
             if name == "stranger" {
-                run(&["req", "-x509", "-key", "stranger.key", "-out", "stranger-ca.crt", "-days", "2", "-subj", "/CN=stranger-ca"])?;
+                run(&[
+                    "req",
+                    "-x509",
+                    "-key",
+                    "stranger.key",
+                    "-out",
+                    "stranger-ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=stranger-ca",
+                ])?;
             }
-            run(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", ca, "-CAkey", cakey, "-CAcreateserial", "-out", &format!("{name}.crt"), "-days", "2", "-extfile", &format!("{name}.ext")])?;
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                ca,
+                "-CAkey",
+                cakey,
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ])?;
         }
         let kubeconfig = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: cronwarden\n  cluster:\n    server: https://127.0.0.1:{webhook_port}/audit\n    certificate-authority: {ca}\nusers:\n- name: kube-apiserver\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: audit\n  context: {{cluster: cronwarden, user: kube-apiserver}}\ncurrent-context: audit\n",
@@ -180,11 +243,17 @@ impl AuditSetup {
     /// kube-apiserver's flags for the shipped policy, both backends.
     fn apiserver_flags(&self) -> Vec<String> {
         vec![
-            format!("--audit-policy-file={}", root().join("config/audit/policy.yaml").display()),
+            format!(
+                "--audit-policy-file={}",
+                root().join("config/audit/policy.yaml").display()
+            ),
             format!("--audit-log-path={}", self.log.display()),
             "--audit-log-format=json".into(),
             "--audit-log-mode=blocking".into(),
-            format!("--audit-webhook-config-file={}", self.dir.join("webhook.kubeconfig").display()),
+            format!(
+                "--audit-webhook-config-file={}",
+                self.dir.join("webhook.kubeconfig").display()
+            ),
             "--audit-webhook-mode=batch".into(),
             "--audit-webhook-batch-max-wait=1s".into(),
             "--audit-webhook-initial-backoff=1s".into(),
@@ -329,7 +398,8 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let cm = ControllerManager::start(&assets, &admin, d);
-        let mut c = Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await?;
+        let mut c =
+            Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await?;
         c.audit = Some(audit);
         Ok(c)
     }

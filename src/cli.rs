@@ -246,16 +246,26 @@ pub struct AuditSourceArgs {
     #[arg(long = "audit-webhook-key", env = "CRONWARDEN_AUDIT_WEBHOOK_KEY")]
     pub webhook_key: Option<PathBuf>,
     /// PEM CA bundle: callers must present a client certificate it signed (mTLS).
-    #[arg(long = "audit-webhook-client-ca", env = "CRONWARDEN_AUDIT_WEBHOOK_CLIENT_CA")]
+    #[arg(
+        long = "audit-webhook-client-ca",
+        env = "CRONWARDEN_AUDIT_WEBHOOK_CLIENT_CA"
+    )]
     pub webhook_client_ca: Option<PathBuf>,
     /// File holding the bearer token callers must send (compared in constant time).
-    #[arg(long = "audit-webhook-token-file", env = "CRONWARDEN_AUDIT_WEBHOOK_TOKEN_FILE")]
+    #[arg(
+        long = "audit-webhook-token-file",
+        env = "CRONWARDEN_AUDIT_WEBHOOK_TOKEN_FILE"
+    )]
     pub webhook_token_file: Option<PathBuf>,
     /// Largest request body accepted (413 above), e.g. 8Mi.
     #[arg(long = "audit-webhook-max-body", env = "CRONWARDEN_AUDIT_WEBHOOK_MAX_BODY", default_value = "8Mi", value_parser = parse_size)]
     pub webhook_max_body: usize,
     /// Audited writes kept per CronJob for attribution.
-    #[arg(long = "audit-writes-per-object", env = "CRONWARDEN_AUDIT_WRITES_PER_OBJECT", default_value_t = 4)]
+    #[arg(
+        long = "audit-writes-per-object",
+        env = "CRONWARDEN_AUDIT_WRITES_PER_OBJECT",
+        default_value_t = 4
+    )]
     pub writes_per_object: usize,
     /// How long an audited write is kept for attribution.
     #[arg(long = "audit-window", env = "CRONWARDEN_AUDIT_WINDOW", default_value = "1h", value_parser = parse_duration)]
@@ -282,7 +292,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "k" | "K" => 1000,
         "M" => 1_000_000,
         "G" => 1_000_000_000,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (Ki, Mi, Gi, k, M, G)")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (Ki, Mi, Gi, k, M, G)"
+            ));
+        }
     };
     n.checked_mul(mul)
         .filter(|v| *v > 0)

@@ -480,7 +480,8 @@ fn the_actor_is_on_the_finding_and_ends_the_event_note() {
     assert_eq!(status.actor.as_ref().unwrap().user, "alice");
     for e in &c.events {
         assert!(
-            e.note.ends_with(" by alice from 10.0.3.7 (kubectl/v1.36.2)"),
+            e.note
+                .ends_with(" by alice from 10.0.3.7 (kubectl/v1.36.2)"),
             "{}",
             e.note
         );
@@ -499,10 +500,20 @@ fn an_actor_arriving_late_is_one_status_write_and_no_event() {
     // The audit event lands a second later.
     d.actor = Some(actor("mallory"));
     let t1 = t("2026-11-22T08:00:01Z");
-    let c = upsert(plan_finding(Some(&d), Some(&f), Some(&cj), &t1, WEEK, false));
+    let c = upsert(plan_finding(
+        Some(&d),
+        Some(&f),
+        Some(&cj),
+        &t1,
+        WEEK,
+        false,
+    ));
     assert!(c.events.is_empty(), "{:?}", reasons(&c));
     assert!(c.meta.is_none());
-    assert_eq!(c.status.as_ref().unwrap().actor.as_ref().unwrap().user, "mallory");
+    assert_eq!(
+        c.status.as_ref().unwrap().actor.as_ref().unwrap().user,
+        "mallory"
+    );
     let f = written(Some(&f), &c);
     // The audit window forgot the write; the evidence stands: kept, no write.
     d.actor = None;
@@ -515,11 +526,24 @@ fn new_evidence_without_its_write_names_nobody() {
     let mut d = d.unwrap();
     d.actor = Some(actor("alice"));
     let t0 = t("2026-11-22T08:00:00Z");
-    let f = written(None, &upsert(plan_finding(Some(&d), None, Some(&cj), &t0, WEEK, false)));
+    let f = written(
+        None,
+        &upsert(plan_finding(Some(&d), None, Some(&cj), &t0, WEEK, false)),
+    );
     // Someone changed the schedule; their audit event is not in yet.
     let (d2, cj2) = desired(&[frequent("*/2 * * * *")], "x");
     let d2 = d2.unwrap();
     assert!(d2.actor.is_none());
-    let c = upsert(plan_finding(Some(&d2), Some(&f), Some(&cj2), &t0, WEEK, false));
-    assert!(c.status.as_ref().unwrap().actor.is_none(), "alice must not be blamed for a change she did not make");
+    let c = upsert(plan_finding(
+        Some(&d2),
+        Some(&f),
+        Some(&cj2),
+        &t0,
+        WEEK,
+        false,
+    ));
+    assert!(
+        c.status.as_ref().unwrap().actor.is_none(),
+        "alice must not be blamed for a change she did not make"
+    );
 }

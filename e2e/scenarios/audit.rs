@@ -14,11 +14,19 @@ use crate::support::{Ctl, DEADLINE, cronjob_yaml, ensure, wait};
 fn post(c: &Cluster, port: u16, cert: Option<&str>, body_file: &std::path::Path) -> (String, i32) {
     let dir = &c.audit.as_ref().unwrap().dir;
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
-        .arg("--cacert")
-        .arg(dir.join("ca.crt"))
-        .args(["-H", "Content-Type: application/json", "--data-binary"])
-        .arg(format!("@{}", body_file.display()));
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ])
+    .arg("--cacert")
+    .arg(dir.join("ca.crt"))
+    .args(["-H", "Content-Type: application/json", "--data-binary"])
+    .arg(format!("@{}", body_file.display()));
     if let Some(name) = cert {
         cmd.arg("--cert")
             .arg(dir.join(format!("{name}.crt")))
@@ -63,24 +71,42 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
     let manifest = |name: &str| {
         let p = c.dir.path().join(format!("{name}.yaml"));
         // Every minute: HighFrequencySchedule, so there is a finding.
-        std::fs::write(&p, cronjob_yaml(ns, name, "* * * * *", "registry.example.com/x:1", "")).unwrap();
+        std::fs::write(
+            &p,
+            cronjob_yaml(ns, name, "* * * * *", "registry.example.com/x:1", ""),
+        )
+        .unwrap();
         p
     };
     // A ServiceAccount with its own token.
     let p = manifest("by-sa");
     let kc = c.dir.path().join("deployer.kubeconfig");
-    let server = c.kubectl(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"])?;
+    let server = c.kubectl(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])?;
     std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster: {{server: {server}, insecure-skip-tls-verify: true}}\nusers:\n- name: d\n  user: {{token: {token}}}\ncontexts:\n- name: d\n  context: {{cluster: e, user: d}}\ncurrent-context: d\n")).unwrap();
     crate::harness::kubectl_in(&c.kubectl, &kc, &["create", "-f", p.to_str().unwrap()])?;
     // The admin impersonating alice.
     let p = manifest("by-alice");
-    c.kubectl(&["create", "-f", p.to_str().unwrap(), "--as=alice", "--as-group=devs"])?;
+    c.kubectl(&[
+        "create",
+        "-f",
+        p.to_str().unwrap(),
+        "--as=alice",
+        "--as-group=devs",
+    ])?;
     let a = wait("the ServiceAccount as actor", DEADLINE, || async {
         actor_of(c, ns, "by-sa").await.filter(|a| a.user == sa_user)
     })
     .await?;
     ensure(
-        a.verb == "create" && a.audit_id.is_some() && a.groups.iter().any(|g| g == "system:serviceaccounts"),
+        a.verb == "create"
+            && a.audit_id.is_some()
+            && a.groups.iter().any(|g| g == "system:serviceaccounts"),
         format!("actor of by-sa: {a:?}"),
     )?;
     let a = wait("the impersonator as actor", DEADLINE, || async {
@@ -88,25 +114,41 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
     })
     .await?;
     ensure(
-        a.user == "e2e-admin" && a.impersonated_user.as_deref() == Some("alice") && a.impersonated_groups.iter().any(|g| g == "devs"),
+        a.user == "e2e-admin"
+            && a.impersonated_user.as_deref() == Some("alice")
+            && a.impersonated_groups.iter().any(|g| g == "devs"),
         format!("actor of by-alice: {a:?}"),
     )?;
     let printed = c.kubectl(&["get", "cjf", "-n", ns, "by-sa"])?;
-    ensure(printed.contains("ACTOR") && printed.contains(&sa_user), format!("printer columns:\n{printed}"))?;
+    ensure(
+        printed.contains("ACTOR") && printed.contains(&sa_user),
+        format!("printer columns:\n{printed}"),
+    )?;
     // One Warning per rule, whenever the actor arrived.
     let events = c.events_about(ns, "by-sa", "HighFrequencySchedule").await;
-    ensure(events.len() == 1, format!("{} HighFrequencySchedule Events for by-sa", events.len()))?;
+    ensure(
+        events.len() == 1,
+        format!("{} HighFrequencySchedule Events for by-sa", events.len()),
+    )?;
 
     // Both sources delivered.
     let m = ctl.metrics().await;
     for source in ["log", "webhook"] {
-        let n = metric(&m, "cronwarden_audit_events_received_total", &format!("source=\"{source}\",reason=\"write\""));
+        let n = metric(
+            &m,
+            "cronwarden_audit_events_received_total",
+            &format!("source=\"{source}\",reason=\"write\""),
+        );
         ensure(n >= 2.0, format!("{n} writes received from the {source}"))?;
     }
 
     // The webhook refuses what it must and stays up.
     let batch = c.dir.path().join("batch.json");
-    std::fs::write(&batch, "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[]}").unwrap();
+    std::fs::write(
+        &batch,
+        "{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[]}",
+    )
+    .unwrap();
     let malformed = c.dir.path().join("malformed.json");
     std::fs::write(&malformed, "{\"kind\":\"EventList\",\"items\":[").unwrap();
     let huge = c.dir.path().join("huge.json");
@@ -118,19 +160,41 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
     let big = post(c, port, Some("client"), &huge);
     let good = post(c, port, Some("client"), &batch);
     ensure(
-        no_cert.0 == "000" && stranger.0 == "000" && bad.0 == "400" && big.0 == "413" && good.0 == "200",
-        format!("no cert {no_cert:?}, unknown CA {stranger:?}, malformed {bad:?}, 9 MiB {big:?}, valid {good:?}"),
+        no_cert.0 == "000"
+            && stranger.0 == "000"
+            && bad.0 == "400"
+            && big.0 == "413"
+            && good.0 == "200",
+        format!(
+            "no cert {no_cert:?}, unknown CA {stranger:?}, malformed {bad:?}, 9 MiB {big:?}, valid {good:?}"
+        ),
     )?;
-    ensure(http_get(ctl.port, "/healthz").await.is_some(), "/healthz after the refusals")?;
+    ensure(
+        http_get(ctl.port, "/healthz").await.is_some(),
+        "/healthz after the refusals",
+    )?;
     let m = ctl.metrics().await;
-    let refused = metric(&m, "cronwarden_audit_events_rejected_total", "source=\"webhook\"");
-    ensure(refused >= 4.0, format!("{refused} webhook rejections counted, want 4"))?;
+    let refused = metric(
+        &m,
+        "cronwarden_audit_events_rejected_total",
+        "source=\"webhook\"",
+    );
+    ensure(
+        refused >= 4.0,
+        format!("{refused} webhook rejections counted, want 4"),
+    )?;
     // Still attributing.
     let p = manifest("after-refusals");
     c.kubectl(&["create", "-f", p.to_str().unwrap(), "--as=alice"])?;
-    wait("an actor after the refusals", Duration::from_secs(30), || async {
-        actor_of(c, ns, "after-refusals").await.filter(|a| a.impersonated_user.as_deref() == Some("alice"))
-    })
+    wait(
+        "an actor after the refusals",
+        Duration::from_secs(30),
+        || async {
+            actor_of(c, ns, "after-refusals")
+                .await
+                .filter(|a| a.impersonated_user.as_deref() == Some("alice"))
+        },
+    )
     .await?;
     Ok(())
 }

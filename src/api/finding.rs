@@ -232,7 +232,11 @@ impl Actor {
             s.push_str(" from ");
             s.push_str(ip);
         }
-        if let Some(agent) = self.user_agent.as_deref().and_then(|a| a.split_whitespace().next()) {
+        if let Some(agent) = self
+            .user_agent
+            .as_deref()
+            .and_then(|a| a.split_whitespace().next())
+        {
             s.push_str(" (");
             s.push_str(agent);
             s.push(')');

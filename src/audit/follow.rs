@@ -50,7 +50,11 @@ fn open(path: &Path, from_end: bool) -> std::io::Result<Open> {
 }
 
 /// Start following; the thread runs until `stop` is set.
-pub fn spawn(path: PathBuf, sink: Arc<Sink>, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    path: PathBuf,
+    sink: Arc<Sink>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("audit-log".into())
         .spawn(move || follow(&path, &sink, &stop))
@@ -96,7 +100,9 @@ pub fn follow(path: &Path, sink: &Sink, stop: &AtomicBool) {
                         pending.clear();
                         *o = new;
                     }
-                    Err(e) => warn!(error = %e, "audit log rotated but the new file is not readable"),
+                    Err(e) => {
+                        warn!(error = %e, "audit log rotated but the new file is not readable")
+                    }
                 }
             }
             Ok(m) if m.len() < o.pos => {

@@ -127,9 +127,8 @@ pub fn parse_line(line: &[u8]) -> Result<Vec<AuditEvent>, String> {
             MAX_LINE >> 20
         ));
     }
-    let mut ev: AuditEvent = serde_json::from_slice(line).map_err(|e| {
-        format!("not an audit event: {e}")
-    })?;
+    let mut ev: AuditEvent =
+        serde_json::from_slice(line).map_err(|e| format!("not an audit event: {e}"))?;
     match ev.kind.as_str() {
         "EventList" => Ok(ev.items.take().unwrap_or_default()),
         "Event" => Ok(vec![ev]),
@@ -229,7 +228,11 @@ impl AuditEvent {
             object_of(kind, self.response_object, self.request_object, &self.verb)
         };
         let meta = object.as_ref().and_then(|o| o.get("metadata"));
-        let text = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_owned);
+        let text = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let name = if r.name.is_empty() {
             text("name").unwrap_or_default()
         } else {
@@ -242,7 +245,9 @@ impl AuditEvent {
         };
         let uid = text("uid").or_else(|| r.uid.clone());
         let resource_version = text("resourceVersion").or_else(|| r.resource_version.clone());
-        let generation = meta.and_then(|m| m.get("generation")).and_then(Value::as_i64);
+        let generation = meta
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64);
         let (impersonated_user, impersonated_groups) = match self.impersonated_user {
             Some(u) => (Some(u.username), u.groups),
             None => (None, Vec::new()),
@@ -280,15 +285,22 @@ impl AuditEvent {
 /// `dryRun=All` in the query string (the only value the API accepts).
 fn is_dry_run(uri: &str) -> bool {
     uri.split_once('?').is_some_and(|(_, q)| {
-        q.split('&')
-            .any(|kv| kv.split_once('=').is_some_and(|(k, v)| k == "dryRun" && !v.is_empty()))
+        q.split('&').any(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, v)| k == "dryRun" && !v.is_empty())
+        })
     })
 }
 
 /// The object a write left: the response (as stored, defaults applied),
 /// else the request body of a create or update (a patch body is not an
 /// object). Only a whole object of the expected kind is taken.
-fn object_of(kind: SubjectKind, response: Option<Value>, request: Option<Value>, verb: &str) -> Option<Value> {
+fn object_of(
+    kind: SubjectKind,
+    response: Option<Value>,
+    request: Option<Value>,
+    verb: &str,
+) -> Option<Value> {
     let whole = |v: &Value| v.get("kind").and_then(Value::as_str) == Some(kind.as_str());
     if let Some(r) = response.filter(whole) {
         return Some(r);
@@ -312,10 +324,18 @@ mod tests {
 
     #[test]
     fn dry_run_is_read_from_the_query() {
-        assert!(is_dry_run("/apis/batch/v1/namespaces/a/cronjobs?dryRun=All"));
-        assert!(is_dry_run("/apis/batch/v1/namespaces/a/cronjobs?fieldManager=x&dryRun=All"));
-        assert!(!is_dry_run("/apis/batch/v1/namespaces/a/cronjobs?fieldManager=dryRun"));
-        assert!(!is_dry_run("/apis/batch/v1/namespaces/a/cronjobs/dryRun=All"));
+        assert!(is_dry_run(
+            "/apis/batch/v1/namespaces/a/cronjobs?dryRun=All"
+        ));
+        assert!(is_dry_run(
+            "/apis/batch/v1/namespaces/a/cronjobs?fieldManager=x&dryRun=All"
+        ));
+        assert!(!is_dry_run(
+            "/apis/batch/v1/namespaces/a/cronjobs?fieldManager=dryRun"
+        ));
+        assert!(!is_dry_run(
+            "/apis/batch/v1/namespaces/a/cronjobs/dryRun=All"
+        ));
     }
 
     #[test]
@@ -323,6 +343,10 @@ mod tests {
         assert!(parse_line(b"{\"kind\":\"Pod\"}").is_err());
         assert!(parse_line(b"{").is_err());
         assert!(parse_line(b"[]").is_err());
-        assert!(parse_line(b"{\"kind\":\"EventList\",\"items\":[]}").unwrap().is_empty());
+        assert!(
+            parse_line(b"{\"kind\":\"EventList\",\"items\":[]}")
+                .unwrap()
+                .is_empty()
+        );
     }
 }

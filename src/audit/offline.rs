@@ -74,7 +74,13 @@ impl AuditReport {
     pub fn exit_code(&self, fail_on: Severity) -> i32 {
         if !self.scan.errors.is_empty() {
             EXIT_BAD_INPUT
-        } else if self.scan.evaluation.findings.iter().any(|f| f.severity >= fail_on) {
+        } else if self
+            .scan
+            .evaluation
+            .findings
+            .iter()
+            .any(|f| f.severity >= fail_on)
+        {
             EXIT_FINDINGS
         } else {
             EXIT_CLEAN
@@ -96,7 +102,9 @@ impl<'a> Auditor<'a> {
     /// namespaceSelectors); CronJobs in them are ignored.
     pub fn new(engine: &'a Engine, baselines: Loaded) -> Auditor<'a> {
         let crate::scan::ScanResult {
-            loaded, evaluation, errors,
+            loaded,
+            evaluation,
+            errors,
         } = crate::scan::scan_loaded(engine, baselines);
         let inv = &loaded.inventory;
         let compiled = inv
@@ -140,10 +148,10 @@ impl<'a> Auditor<'a> {
                 }
             };
             if let Err(e) = result {
-                self.report
-                    .scan
-                    .errors
-                    .push(InputError::document(Source::file(name), format!("cannot read: {e}")));
+                self.report.scan.errors.push(InputError::document(
+                    Source::file(name),
+                    format!("cannot read: {e}"),
+                ));
             }
         }
     }
@@ -257,7 +265,11 @@ impl<'a> Auditor<'a> {
         self.report.records.push(record);
     }
 
-    fn cronjob(&mut self, object: Value, location: Source) -> Result<Option<DesiredFinding>, String> {
+    fn cronjob(
+        &mut self,
+        object: Value,
+        location: Source,
+    ) -> Result<Option<DesiredFinding>, String> {
         let mut l = Loaded::default();
         l.add_value(location, object);
         if !l.errors.is_empty() {
@@ -279,7 +291,12 @@ impl<'a> Auditor<'a> {
             .find(|f| f.subject.kind == "CronJob" && f.name == view.name))
     }
 
-    fn job(&mut self, object: Value, location: &Source, w: &AuditWrite) -> Result<Option<DesiredFinding>, String> {
+    fn job(
+        &mut self,
+        object: Value,
+        location: &Source,
+        w: &AuditWrite,
+    ) -> Result<Option<DesiredFinding>, String> {
         let job: Job = match serde_path_to_error::deserialize(object) {
             Ok(j) => j,
             Err(e) => {
@@ -306,12 +323,9 @@ impl<'a> Auditor<'a> {
 /// writing such a Job (a forged ownerReference) is evaluated on its own.
 fn covered_by_cronjob(job: &Job, user: &str) -> bool {
     user == CRONJOB_CONTROLLER
-        && job
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true) && o.kind == "CronJob" && o.api_version == "batch/v1")
+        && job.metadata.owner_references.iter().flatten().any(|o| {
+            o.controller == Some(true) && o.kind == "CronJob" && o.api_version == "batch/v1"
+        })
 }
 
 /// Run `cronwarden audit` over paths.
@@ -395,7 +409,15 @@ fn table(report: &AuditReport) -> String {
         }
     }
     let mut out = crate::scan::render::columns(
-        &["NAMESPACE", "NAME", "VERB", "SEVERITY", "RULE", "ACTOR", "MESSAGE"],
+        &[
+            "NAMESPACE",
+            "NAME",
+            "VERB",
+            "SEVERITY",
+            "RULE",
+            "ACTOR",
+            "MESSAGE",
+        ],
         &rows,
     );
     if !rows.is_empty() {
@@ -416,8 +438,16 @@ pub fn summary(report: &AuditReport) -> String {
         (c.failed, "failed request", "failed requests"),
         (c.subresource, "status write", "status writes"),
         (c.dry_runs, "dry run", "dry runs"),
-        (c.unevaluated, "write without its object", "writes without their object"),
-        (c.covered_jobs, "Job of its CronJob", "Jobs of their CronJob"),
+        (
+            c.unevaluated,
+            "write without its object",
+            "writes without their object",
+        ),
+        (
+            c.covered_jobs,
+            "Job of its CronJob",
+            "Jobs of their CronJob",
+        ),
     ] {
         if n > 0 {
             parts.push(p(n as usize, one, many));
@@ -433,6 +463,10 @@ pub fn summary(report: &AuditReport) -> String {
     if c.bad_lines > 0 {
         let _ = write!(s, ", {}", p(c.bad_lines as usize, "bad line", "bad lines"));
     }
-    let _ = write!(s, "; {}", crate::scan::render::findings_summary(&report.scan.evaluation.findings));
+    let _ = write!(
+        s,
+        "; {}",
+        crate::scan::render::findings_summary(&report.scan.evaluation.findings)
+    );
     s
 }

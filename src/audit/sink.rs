@@ -33,7 +33,8 @@ impl Sink {
     pub fn line(&self, source: &str, line: &[u8]) -> bool {
         if self.finder.find(line).is_none() {
             if !line.iter().all(u8::is_ascii_whitespace) {
-                self.metrics.audit(&self.metrics.audit_received, source, "other");
+                self.metrics
+                    .audit(&self.metrics.audit_received, source, "other");
             }
             return true;
         }
@@ -43,7 +44,8 @@ impl Sink {
                 true
             }
             Err(_) => {
-                self.metrics.audit(&self.metrics.audit_rejected, source, "malformed");
+                self.metrics
+                    .audit(&self.metrics.audit_rejected, source, "malformed");
                 false
             }
         }
@@ -71,7 +73,8 @@ impl Sink {
                         "write"
                     }
                 };
-                self.metrics.audit(&self.metrics.audit_received, source, what);
+                self.metrics
+                    .audit(&self.metrics.audit_received, source, what);
             }
             self.metrics.audit_kept.set(store.len() as i64);
         }

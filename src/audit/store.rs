@@ -129,13 +129,22 @@ impl ActorStore {
     }
 
     /// Who made the write the observed object reflects, if known.
-    pub fn lookup(&self, kind: SubjectKind, ns: &str, name: &str, obs: ObservedRef) -> Option<Actor> {
+    pub fn lookup(
+        &self,
+        kind: SubjectKind,
+        ns: &str,
+        name: &str,
+        obs: ObservedRef,
+    ) -> Option<Actor> {
         let q = self.map.get(&(kind, ns.to_owned(), name.to_owned()))?;
         attribute(q.iter(), obs)
     }
 }
 
-fn attribute<'a>(writes: impl Iterator<Item = &'a Stored> + Clone, obs: ObservedRef) -> Option<Actor> {
+fn attribute<'a>(
+    writes: impl Iterator<Item = &'a Stored> + Clone,
+    obs: ObservedRef,
+) -> Option<Actor> {
     let with = |s: &Stored, m: ActorMatch| Actor {
         match_: m,
         ..s.actor.clone()
@@ -151,15 +160,23 @@ fn attribute<'a>(writes: impl Iterator<Item = &'a Stored> + Clone, obs: Observed
             (Some(a), Some(b)) => a == b,
             _ => true,
         })
-        .filter(|s| match (s.rv.as_deref().and_then(|v| v.parse::<u64>().ok()), observed_rv) {
-            (Some(w), Some(o)) => w <= o,
-            _ => true,
+        .filter(|s| {
+            match (
+                s.rv.as_deref().and_then(|v| v.parse::<u64>().ok()),
+                observed_rv,
+            ) {
+                (Some(w), Some(o)) => w <= o,
+                _ => true,
+            }
         })
         .max_by(|a, b| {
-            (a.actor.time.as_ref().map(|t| t.0), a.seq).cmp(&(b.actor.time.as_ref().map(|t| t.0), b.seq))
+            (a.actor.time.as_ref().map(|t| t.0), a.seq)
+                .cmp(&(b.actor.time.as_ref().map(|t| t.0), b.seq))
         })?;
     match (candidate.generation, obs.generation) {
-        (Some(w), Some(o)) if w == o && candidate.uid.is_some() && candidate.uid.as_deref() == obs.uid => {
+        (Some(w), Some(o))
+            if w == o && candidate.uid.is_some() && candidate.uid.as_deref() == obs.uid =>
+        {
             Some(with(candidate, ActorMatch::Exact))
         }
         // The write that made the evidence is not in the window (yet).
@@ -181,7 +198,9 @@ mod tests {
             actor: Actor {
                 user: user.into(),
                 verb: "update".into(),
-                time: Some(Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap())),
+                time: Some(Time(
+                    k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+                )),
                 ..Actor::default()
             },
             object: None,
@@ -206,13 +225,19 @@ mod tests {
         let now = Instant::now();
         s.record(&write("alice", Some("10"), Some(1), 0), now);
         s.record(&write("mallory", Some("20"), Some(2), 10), now);
-        let a = s.lookup(SubjectKind::CronJob, "ns", "cj", obs("20", 2)).unwrap();
+        let a = s
+            .lookup(SubjectKind::CronJob, "ns", "cj", obs("20", 2))
+            .unwrap();
         assert_eq!((a.user.as_str(), a.match_), ("mallory", ActorMatch::Exact));
         // The cronjob controller wrote status since: rv 25, same generation.
-        let a = s.lookup(SubjectKind::CronJob, "ns", "cj", obs("25", 2)).unwrap();
+        let a = s
+            .lookup(SubjectKind::CronJob, "ns", "cj", obs("25", 2))
+            .unwrap();
         assert_eq!((a.user.as_str(), a.match_), ("mallory", ActorMatch::Exact));
         // Observed before mallory's write landed: alice's state.
-        let a = s.lookup(SubjectKind::CronJob, "ns", "cj", obs("15", 1)).unwrap();
+        let a = s
+            .lookup(SubjectKind::CronJob, "ns", "cj", obs("15", 1))
+            .unwrap();
         assert_eq!(a.user, "alice");
     }
 
@@ -221,7 +246,10 @@ mod tests {
         let mut s = ActorStore::default();
         s.record(&write("alice", Some("10"), Some(1), 0), Instant::now());
         // Generation 2 was written by someone whose audit event is late.
-        assert!(s.lookup(SubjectKind::CronJob, "ns", "cj", obs("30", 2)).is_none());
+        assert!(
+            s.lookup(SubjectKind::CronJob, "ns", "cj", obs("30", 2))
+                .is_none()
+        );
     }
 
     #[test]
@@ -229,9 +257,14 @@ mod tests {
         let mut s = ActorStore::default();
         s.record(&write("bob", None, None, 0), Instant::now());
         s.record(&write("carol", None, None, 5), Instant::now());
-        let a = s.lookup(SubjectKind::CronJob, "ns", "cj", obs("30", 2)).unwrap();
+        let a = s
+            .lookup(SubjectKind::CronJob, "ns", "cj", obs("30", 2))
+            .unwrap();
         assert_eq!((a.user.as_str(), a.match_), ("carol", ActorMatch::Nearest));
-        assert!(s.lookup(SubjectKind::Job, "ns", "cj", obs("30", 2)).is_none());
+        assert!(
+            s.lookup(SubjectKind::Job, "ns", "cj", obs("30", 2))
+                .is_none()
+        );
     }
 
     #[test]
@@ -239,7 +272,10 @@ mod tests {
         let mut s = ActorStore::new(2, Duration::from_secs(60), 2);
         let t0 = Instant::now();
         for i in 0..5 {
-            s.record(&write(&format!("u{i}"), Some(&format!("{}", 10 + i)), Some(1), i), t0);
+            s.record(
+                &write(&format!("u{i}"), Some(&format!("{}", 10 + i)), Some(1), i),
+                t0,
+            );
         }
         assert_eq!(s.len(), 2);
         let mut other = write("x", Some("1"), Some(1), 0);

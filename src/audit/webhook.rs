@@ -77,14 +77,21 @@ impl Gate {
 fn reply(code: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = code;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
 /// Answer one request; `client_cert` says whether the TLS handshake
 /// verified a client certificate.
-pub async fn respond<B>(gate: &Gate, sink: &Arc<Sink>, req: Request<B>, client_cert: bool) -> Response<Full<Bytes>>
+pub async fn respond<B>(
+    gate: &Gate,
+    sink: &Arc<Sink>,
+    req: Request<B>,
+    client_cert: bool,
+) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -93,16 +100,24 @@ where
     let reject = |reason: &str| metrics.audit(&metrics.audit_rejected, "webhook", reason);
     if !client_cert && !gate.token_ok(req.headers().get(header::AUTHORIZATION)) {
         reject("unauthenticated");
-        return reply(StatusCode::UNAUTHORIZED, "authenticate with a client certificate or a bearer token\n");
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "authenticate with a client certificate or a bearer token\n",
+        );
     }
     if req.method() != Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "POST an audit.k8s.io/v1 EventList\n");
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an audit.k8s.io/v1 EventList\n",
+        );
     }
     if !(gate.leading)() {
         reject("not_leader");
         let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, "not the leader; retry\n");
-        r.headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         r.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return r;
@@ -119,7 +134,9 @@ where
     let body = match Limited::new(req.into_body(), gate.max_body).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 reject("too_large");
                 return reply(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit\n");
             }
@@ -141,7 +158,10 @@ where
         reply(StatusCode::OK, "{}\n")
     } else {
         reject("malformed");
-        reply(StatusCode::BAD_REQUEST, "not an audit.k8s.io/v1 Event or EventList\n")
+        reply(
+            StatusCode::BAD_REQUEST,
+            "not an audit.k8s.io/v1 Event or EventList\n",
+        )
     }
 }
 
@@ -157,7 +177,12 @@ fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 /// The TLS settings from the flags: server certificate, and client
 /// certificates required (no token) or verified when offered (token too).
-pub fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>, token_too: bool) -> anyhow::Result<rustls::ServerConfig> {
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    token_too: bool,
+) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_pem_certs(cert).map_err(|e| anyhow::anyhow!("--audit-webhook-cert: {e}"))?;
     let key = PrivateKeyDer::from_pem_file(key)
@@ -167,13 +192,22 @@ pub fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>, token_too: 
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in read_pem_certs(ca).map_err(|e| anyhow::anyhow!("--audit-webhook-client-ca: {e}"))? {
-                roots
-                    .add(c)
-                    .map_err(|e| anyhow::anyhow!("--audit-webhook-client-ca: {}: {e}", ca.display()))?;
+            for c in
+                read_pem_certs(ca).map_err(|e| anyhow::anyhow!("--audit-webhook-client-ca: {e}"))?
+            {
+                roots.add(c).map_err(|e| {
+                    anyhow::anyhow!("--audit-webhook-client-ca: {}: {e}", ca.display())
+                })?;
             }
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let v = if token_too { v.allow_unauthenticated() } else { v };
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let v = if token_too {
+                v.allow_unauthenticated()
+            } else {
+                v
+            };
             builder.with_client_cert_verifier(v.build()?)
         }
         None => builder.with_no_client_auth(),
@@ -191,7 +225,9 @@ pub async fn start(
     sink: Arc<Sink>,
     leading: impl Fn() -> bool + Send + Sync + 'static,
 ) -> anyhow::Result<SocketAddr> {
-    let (Some(addr), Some(cert), Some(key)) = (&args.webhook_addr, &args.webhook_cert, &args.webhook_key) else {
+    let (Some(addr), Some(cert), Some(key)) =
+        (&args.webhook_addr, &args.webhook_cert, &args.webhook_key)
+    else {
         anyhow::bail!("--audit-webhook-addr needs --audit-webhook-cert and --audit-webhook-key");
     };
     if args.webhook_client_ca.is_none() && args.webhook_token_file.is_none() {
@@ -203,7 +239,12 @@ pub async fn start(
         Some(p) => Some(read_token(p)?),
         None => None,
     };
-    let config = tls_config(cert, key, args.webhook_client_ca.as_deref(), token.is_some())?;
+    let config = tls_config(
+        cert,
+        key,
+        args.webhook_client_ca.as_deref(),
+        token.is_some(),
+    )?;
     let gate = Arc::new(Gate::new(token.as_deref(), args.webhook_max_body).only_when(leading));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -225,17 +266,27 @@ pub async fn start(
             let gate = gate.clone();
             let sink = sink.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
                         // A missing or unknown client certificate ends here.
                         debug!(%peer, error = %e, "audit webhook TLS handshake failed");
-                        sink.metrics().audit(&sink.metrics().audit_rejected, "webhook", "unauthenticated");
+                        sink.metrics().audit(
+                            &sink.metrics().audit_rejected,
+                            "webhook",
+                            "unauthenticated",
+                        );
                         return;
                     }
                     Err(_) => return,
                 };
-                let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                let client_cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty());
                 let svc = hyper::service::service_fn(move |req| {
                     let gate = gate.clone();
                     let sink = sink.clone();
@@ -259,7 +310,10 @@ fn read_token(p: &PathBuf) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("--audit-webhook-token-file {}: {e}", p.display()))?;
     let t = t.trim().to_owned();
     if t.is_empty() {
-        anyhow::bail!("--audit-webhook-token-file {}: the file is empty", p.display());
+        anyhow::bail!(
+            "--audit-webhook-token-file {}: the file is empty",
+            p.display()
+        );
     }
     Ok(t)
 }

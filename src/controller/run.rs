@@ -113,7 +113,8 @@ async fn start_audit_sources(
     }
     if args.audit.webhook_addr.is_some() {
         let metrics = ctl.metrics.clone();
-        crate::audit::webhook::start(&args.audit, sink.clone(), move || metrics.leader.get() == 1).await?;
+        crate::audit::webhook::start(&args.audit, sink.clone(), move || metrics.leader.get() == 1)
+            .await?;
     }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

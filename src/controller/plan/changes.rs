@@ -83,13 +83,20 @@ pub fn finding_ref(f: Option<&CronJobFinding>, namespace: &str, name: &str) -> O
 /// `[severity] CronJob ns/name …`, the note exporters show.
 /// `[severity] CronJob ns/name: message`, ending with the actor when known
 /// (SPEC 4); a long message is cut, never the actor.
-pub(super) fn note_for(namespace: &str, name: &str, v: &Violation, actor: Option<&Actor>) -> String {
+pub(super) fn note_for(
+    namespace: &str,
+    name: &str,
+    v: &Violation,
+    actor: Option<&Actor>,
+) -> String {
     let body = if v.message.starts_with("CronJob ") {
         v.message.clone()
     } else {
         format!("CronJob {namespace}/{name}: {}", v.message)
     };
-    let suffix = actor.map(|a| format!(" {}", a.describe())).unwrap_or_default();
+    let suffix = actor
+        .map(|a| format!(" {}", a.describe()))
+        .unwrap_or_default();
     let suffix = bounded(suffix, MAX_NOTE / 2);
     let mut note = bounded(format!("[{}] {body}", v.severity), MAX_NOTE - suffix.len());
     note.push_str(&suffix);

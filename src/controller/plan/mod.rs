@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Controller;
-use crate::audit::SubjectKind;
-use crate::audit::store::ObservedRef;
 use super::observe::index::State;
 use crate::api::CONDITION_ACCEPTED;
+use crate::audit::SubjectKind;
+use crate::audit::store::ObservedRef;
 use crate::engine::{CompiledBaseline, aggregate};
 use crate::telemetry::{FindingLabels, StateLabel};
 
