@@ -31,6 +31,7 @@ fn inventory(cronjobs: usize) -> Inventory {
         baselines: synthetic::baselines(&spec),
         cluster_baselines: Vec::new(),
         namespaces: Default::default(),
+        jobs: Vec::new(),
     }
 }
 

@@ -212,6 +212,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
             .collect(),
         baselines,
         cluster_baselines: vec![serde_saphyr::from_str(&wide("zzz-*")).unwrap()],
+        jobs: Vec::new(),
         namespaces: (0..spec.namespaces)
             .map(|i| {
                 (

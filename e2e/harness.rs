@@ -114,12 +114,15 @@ pub struct AuditSetup {
 }
 
 impl AuditSetup {
-    /// The controller flags that read both sources.
-    pub fn controller_flags(&self) -> Vec<String> {
+    /// The controller flags that follow the log.
+    pub fn log_flags(&self) -> Vec<String> {
+        vec!["--audit-log".into(), self.log.display().to_string()]
+    }
+
+    /// The controller flags that serve the webhook (mTLS).
+    pub fn webhook_flags(&self) -> Vec<String> {
         let p = |f: &str| self.dir.join(f).display().to_string();
         vec![
-            "--audit-log".into(),
-            self.log.display().to_string(),
             "--audit-webhook-addr".into(),
             format!("127.0.0.1:{}", self.webhook_port),
             "--audit-webhook-cert".into(),
@@ -561,7 +564,7 @@ impl ControllerManager {
         let mut cmd = Command::new(assets.join(bin));
         cmd.args([
             &format!("--kubeconfig={}", admin.display()),
-            "--controllers=clusterrole-aggregation-controller,namespace-controller,garbage-collector-controller",
+            "--controllers=clusterrole-aggregation-controller,namespace-controller,garbage-collector-controller,cronjob-controller,job-controller,serviceaccount-controller",
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
             "--secure-port=0",

@@ -226,6 +226,9 @@ pub struct RunArgs {
     /// Full re-evaluation period (retention, acknowledgement expiry, safety net).
     #[arg(long, env = "CRONWARDEN_RESYNC", default_value = "60s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// Watch Jobs too: lineage (ManualJobRun, ForgedJobLineage) and the heuristics on Jobs no CronJob covers.
+    #[arg(long, env = "CRONWARDEN_WATCH_JOBS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_jobs: bool,
     #[command(flatten)]
     pub audit: AuditSourceArgs,
 }

@@ -21,6 +21,8 @@ pub use crate::error::{InputError, Source};
 pub struct Loaded {
     pub inventory: Inventory,
     pub cronjob_sources: Vec<Source>,
+    /// Where each of `inventory.jobs` came from.
+    pub job_sources: Vec<Source>,
     /// Baseline `namespace/name` → source.
     pub baseline_sources: BTreeMap<String, Source>,
     pub errors: Vec<InputError>,
@@ -182,6 +184,7 @@ impl Loaded {
         let ident = object_ident(&kind, obj);
         match (api_version, kind.as_str()) {
             ("batch/v1" | "batch/v1beta1", "CronJob") => self.add_cronjob(source, ident, value),
+            ("batch/v1", "Job") => self.add_job(source, ident, value),
             ("cronwarden.io/v1alpha1", "CronJobBaseline") => {
                 self.add_baseline(source, ident, value)
             }
@@ -224,6 +227,41 @@ impl Loaded {
             }
             _ => {}
         }
+    }
+
+    fn add_job(&mut self, source: Source, ident: String, value: Value) {
+        let err = |field: &str, message: String| InputError {
+            location: source.clone(),
+            object: Some(ident.clone()),
+            field: Some(field.to_owned()),
+            message,
+        };
+        if value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            self.errors.push(err("metadata.name", "is required".into()));
+            return;
+        }
+        if value.pointer("/spec/template").is_none() {
+            self.errors.push(err("spec.template", "is required".into()));
+            return;
+        }
+        let mut job: k8s_openapi::api::batch::v1::Job = match deserialize(value) {
+            Ok(j) => j,
+            Err((path, msg)) => {
+                self.errors.push(err(&path, msg));
+                return;
+            }
+        };
+        if job.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            job.metadata.namespace = Some("default".into());
+        }
+        self.inventory
+            .jobs
+            .push(crate::engine::jobs::JobView::from(job));
+        self.job_sources.push(source);
     }
 
     fn add_cronjob(&mut self, source: Source, ident: String, mut value: Value) {

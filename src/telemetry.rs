@@ -59,6 +59,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub open_findings: Family<FindingLabels, Gauge>,
     pub cronjobs: Gauge,
+    pub jobs: Gauge,
     pub baselines: Family<StateLabel, Gauge>,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ErrorLabel, Counter>,
@@ -87,6 +88,8 @@ impl Default for Metrics {
             "CronJobs in the watch index",
             cronjobs.clone(),
         );
+        let jobs = Gauge::default();
+        registry.register("jobs_observed", "Jobs in the watch index", jobs.clone());
         let baselines = Family::<StateLabel, Gauge>::default();
         registry.register(
             "baselines",
@@ -155,6 +158,7 @@ impl Default for Metrics {
             audit_kept,
             open_findings,
             cronjobs,
+            jobs,
             baselines,
             reconcile_duration,
             reconcile_errors,

@@ -151,7 +151,8 @@ fn without_a_governing_baseline_only_the_heuristics_speak() {
         .iter()
         .map(|f| f.name.as_str())
         .collect();
-    assert_eq!(names, vec!["curl-made"]);
+    // The Job made with `kubectl create job --from` is a manual run.
+    assert_eq!(names, vec!["job.manual-1", "curl-made"]);
     assert_eq!(r.exit_code(Severity::Critical), 1);
 }
 
@@ -270,8 +271,8 @@ fn a_bad_line_is_named_and_the_rest_still_reported() {
     );
     assert_eq!(
         r.scan.evaluation.findings.len(),
-        1,
-        "curl-made is still found"
+        2,
+        "job.manual-1 and curl-made are still found"
     );
     assert_eq!(r.exit_code(Severity::High), 2);
 }
@@ -292,7 +293,8 @@ fn every_output_format_carries_the_actor() {
     let r = audit(&["requestresponse.jsonl"], None);
     let json = render(&r, Format::Json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let status = &v["items"][0]["status"];
+    assert_eq!(v["items"][0]["status"]["rules"], "ManualJobRun");
+    let status = &v["items"][1]["status"];
     assert_eq!(status["actor"]["user"], DEPLOYER);
     assert_eq!(status["actor"]["userAgent"], "evil-agent/6.6.6");
     assert_eq!(status["actor"]["match"], "exact");

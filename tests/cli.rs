@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cronwarden::api::CronJobFinding;
+use cronwarden::api::{CronJobFinding, Rule};
 use cronwarden::engine::{Engine, Settings};
 use cronwarden::scan::{Format, render, scan_paths};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -109,7 +109,7 @@ fn sarif_is_2_1_0_with_every_rule() {
             .as_array()
             .unwrap()
             .len(),
-        16
+        Rule::ALL.len()
     );
     let results = v["runs"][0]["results"].as_array().unwrap();
     assert!(

@@ -424,6 +424,9 @@ fn trigger(rule: Rule) -> Option<(&'static str, Option<Value>, Value)> {
     let at = |p: &str| format!("{POD}/{p}");
     Some(match rule {
         Rule::NotInBaseline => return None,
+        // Jobs: no baseline entry matches a Job, so no tier relaxes these
+        // (global severity overrides still apply; tests/jobs.rs).
+        Rule::ManualJobRun | Rule::ForgedJobLineage => return None,
         Rule::ScheduleNotApproved => (ns, Some(cj), json!({"schedules": ["0 3 * * *"]})),
         Rule::ImageNotApproved => (
             ns,

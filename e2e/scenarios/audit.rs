@@ -50,17 +50,15 @@ async fn actor_of(c: &Cluster, ns: &str, name: &str) -> Option<cronwarden::api::
         .and_then(|s| s.actor)
 }
 
+/// Each source alone: a controller following the log, then one serving
+/// the webhook, each attributing a CronJob created with a ServiceAccount
+/// token and one created by the admin impersonating alice.
 pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Result<(), String> {
     let Some(audit) = &c.audit else {
         println!("e2e   (audit: skipped, the cluster under test is not ours to configure)");
         return Ok(());
     };
     let ns = NS_AUDIT;
-    ctl.proc.terminate();
-    let flags = audit.controller_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    *ctl = c.start_controller("cronwarden-audit", &flags);
-    ctl.ready().await?;
     c.namespace(ns)?;
     c.apply(&format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: deployer, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: cronjob-writer, namespace: {ns}}}\nrules:\n- apiGroups: [batch]\n  resources: [cronjobs]\n  verbs: [create, get, list, update, patch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: cronjob-writers, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: cronjob-writer}}\nsubjects:\n- {{kind: ServiceAccount, name: deployer, namespace: {ns}}}\n- {{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}\n"
@@ -68,6 +66,15 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
     let token = c.kubectl(&["create", "token", "deployer", "-n", ns, "--duration=1h"])?;
     let token = token.trim();
     let sa_user = format!("system:serviceaccount:{ns}:deployer");
+    let kc = c.dir.path().join("deployer.kubeconfig");
+    let server = c.kubectl(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])?;
+    std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster: {{server: {server}, insecure-skip-tls-verify: true}}\nusers:\n- name: d\n  user: {{token: {token}}}\ncontexts:\n- name: d\n  context: {{cluster: e, user: d}}\ncurrent-context: d\n")).unwrap();
     let manifest = |name: &str| {
         let p = c.dir.path().join(format!("{name}.yaml"));
         // Every minute: HighFrequencySchedule, so there is a finding.
@@ -78,68 +85,81 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
         .unwrap();
         p
     };
-    // A ServiceAccount with its own token.
-    let p = manifest("by-sa");
-    let kc = c.dir.path().join("deployer.kubeconfig");
-    let server = c.kubectl(&[
-        "config",
-        "view",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.server}",
-    ])?;
-    std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster: {{server: {server}, insecure-skip-tls-verify: true}}\nusers:\n- name: d\n  user: {{token: {token}}}\ncontexts:\n- name: d\n  context: {{cluster: e, user: d}}\ncurrent-context: d\n")).unwrap();
-    crate::harness::kubectl_in(&c.kubectl, &kc, &["create", "-f", p.to_str().unwrap()])?;
-    // The admin impersonating alice.
-    let p = manifest("by-alice");
-    c.kubectl(&[
-        "create",
-        "-f",
-        p.to_str().unwrap(),
-        "--as=alice",
-        "--as-group=devs",
-    ])?;
-    let a = wait("the ServiceAccount as actor", DEADLINE, || async {
-        actor_of(c, ns, "by-sa").await.filter(|a| a.user == sa_user)
-    })
-    .await?;
-    ensure(
-        a.verb == "create"
-            && a.audit_id.is_some()
-            && a.groups.iter().any(|g| g == "system:serviceaccounts"),
-        format!("actor of by-sa: {a:?}"),
-    )?;
-    let a = wait("the impersonator as actor", DEADLINE, || async {
-        actor_of(c, ns, "by-alice").await
-    })
-    .await?;
-    ensure(
-        a.user == "e2e-admin"
-            && a.impersonated_user.as_deref() == Some("alice")
-            && a.impersonated_groups.iter().any(|g| g == "devs"),
-        format!("actor of by-alice: {a:?}"),
-    )?;
-    let printed = c.kubectl(&["get", "cjf", "-n", ns, "by-sa"])?;
-    ensure(
-        printed.contains("ACTOR") && printed.contains(&sa_user),
-        format!("printer columns:\n{printed}"),
-    )?;
-    // One Warning per rule, whenever the actor arrived.
-    let events = c.events_about(ns, "by-sa", "HighFrequencySchedule").await;
-    ensure(
-        events.len() == 1,
-        format!("{} HighFrequencySchedule Events for by-sa", events.len()),
-    )?;
-
-    // Both sources delivered.
-    let m = ctl.metrics().await;
-    for source in ["log", "webhook"] {
-        let n = metric(
-            &m,
-            "cronwarden_audit_events_received_total",
-            &format!("source=\"{source}\",reason=\"write\""),
-        );
-        ensure(n >= 2.0, format!("{n} writes received from the {source}"))?;
+    for (source, flags) in [
+        ("log", audit.log_flags()),
+        ("webhook", audit.webhook_flags()),
+    ] {
+        ctl.proc.terminate();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        *ctl = c.start_controller(&format!("cronwarden-audit-{source}"), &flags);
+        ctl.ready().await?;
+        let by_sa = format!("by-sa-{source}");
+        let by_alice = format!("by-alice-{source}");
+        // A ServiceAccount with its own token.
+        let p = manifest(&by_sa);
+        crate::harness::kubectl_in(&c.kubectl, &kc, &["create", "-f", p.to_str().unwrap()])?;
+        // The admin impersonating alice.
+        let p = manifest(&by_alice);
+        c.kubectl(&[
+            "create",
+            "-f",
+            p.to_str().unwrap(),
+            "--as=alice",
+            "--as-group=devs",
+        ])?;
+        let a = wait(
+            &format!("the ServiceAccount as actor ({source})"),
+            DEADLINE,
+            || async { actor_of(c, ns, &by_sa).await.filter(|a| a.user == sa_user) },
+        )
+        .await?;
+        ensure(
+            a.verb == "create"
+                && a.audit_id.is_some()
+                && a.groups.iter().any(|g| g == "system:serviceaccounts"),
+            format!("actor of {by_sa}: {a:?}"),
+        )?;
+        let a = wait(
+            &format!("the impersonator as actor ({source})"),
+            DEADLINE,
+            || async { actor_of(c, ns, &by_alice).await },
+        )
+        .await?;
+        ensure(
+            a.user == "e2e-admin"
+                && a.impersonated_user.as_deref() == Some("alice")
+                && a.impersonated_groups.iter().any(|g| g == "devs"),
+            format!("actor of {by_alice}: {a:?}"),
+        )?;
+        let printed = c.kubectl(&["get", "cjf", "-n", ns, &by_sa])?;
+        ensure(
+            printed.contains("ACTOR") && printed.contains(&sa_user),
+            format!("printer columns:\n{printed}"),
+        )?;
+        // One Warning per rule, whenever the actor arrived.
+        let events = c.events_about(ns, &by_sa, "HighFrequencySchedule").await;
+        ensure(
+            events.len() == 1,
+            format!("{} HighFrequencySchedule Events for {by_sa}", events.len()),
+        )?;
+        // Only this source was read.
+        let m = ctl.metrics().await;
+        let writes = |s: &str| {
+            metric(
+                &m,
+                "cronwarden_audit_events_received_total",
+                &format!("source=\"{s}\",reason=\"write\""),
+            )
+        };
+        let other = if source == "log" { "webhook" } else { "log" };
+        ensure(
+            writes(source) >= 2.0 && writes(other) == 0.0,
+            format!(
+                "writes received: {source} {}, {other} {}",
+                writes(source),
+                writes(other)
+            ),
+        )?;
     }
 
     // The webhook refuses what it must and stays up.

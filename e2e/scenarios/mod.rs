@@ -13,6 +13,7 @@ mod access;
 mod audit;
 mod baselines;
 mod findings;
+mod jobs;
 mod operations;
 
 use std::time::Instant;
@@ -33,6 +34,7 @@ const NS_ACCESS: &str = "e2e-access";
 const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
 const NS_AUDIT: &str = "e2e-audit";
+const NS_JOBS: &str = "e2e-jobs";
 
 macro_rules! scenario {
     ($results:expr, $name:expr, $body:expr) => {{
@@ -122,6 +124,11 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "access model: aggregated roles, admission, namespace deletion",
         access::access_model_roles_and_admission(c)
+    );
+    scenario!(
+        results,
+        "jobs: covered, manual, forged, standalone (real cronjob controller)",
+        jobs::lineage_with_real_cronjob_controller(c)
     );
     scenario!(
         results,

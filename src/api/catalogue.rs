@@ -129,6 +129,12 @@ catalogue! {
     HistoryErasure: Low, Heuristic, relax true, "defense-evasion",
         "Job history erased",
         "successfulJobsHistoryLimit and failedJobsHistoryLimit both 0, or ttlSecondsAfterFinished under 60s";
+    ManualJobRun: Low, Lineage, relax false, "execution",
+        "Job run by hand from a CronJob",
+        "a Job marked `cronjob.kubernetes.io/instantiate: manual` (what `kubectl create job --from=cronjob/…` writes): the CronJob's template run off its schedule";
+    ForgedJobLineage: High, Lineage, relax false, "defense-evasion",
+        "Job with a forged CronJob lineage",
+        "a Job whose controller ownerReference names a CronJob that does not exist or has another uid, or whose pod template matches neither that CronJob's current template nor one it had while watched";
 }
 
 impl Rule {

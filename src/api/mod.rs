@@ -47,6 +47,7 @@ pub mod reasons {
     pub const RESOLVED: &str = "Resolved";
     pub const APPROVED: &str = "Approved";
     pub const CRONJOB_DELETED: &str = "CronJobDeleted";
+    pub const JOB_DELETED: &str = "JobDeleted";
     pub const ACKNOWLEDGED: &str = "Acknowledged";
     pub const NOT_ACKNOWLEDGED: &str = "NotAcknowledged";
     pub const ACKNOWLEDGEMENT_EXPIRED: &str = "AcknowledgementExpired";

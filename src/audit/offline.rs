@@ -23,7 +23,8 @@ use serde_json::Value;
 
 use super::{AuditWrite, Classified, PREFILTER, SubjectKind, parse_line};
 use crate::api::Severity;
-use crate::engine::{CompiledBaseline, CronJobView, DesiredFinding, Engine, Evaluation, order};
+use crate::engine::jobs::{JobView, lineage};
+use crate::engine::{CompiledBaseline, DesiredFinding, Engine, Evaluation, order};
 use crate::error::{InputError, Source};
 use crate::manifest::Loaded;
 use crate::scan::{EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_FINDINGS, Format, ScanResult};
@@ -314,7 +315,11 @@ impl<'a> Auditor<'a> {
             self.report.counts.covered_jobs += 1;
             return Err("created by the cronjob controller: covered by its CronJob".into());
         }
-        Ok(self.engine.evaluate_job(&CronJobView::from_job(job)))
+        // Offline, the CronJob it may claim is not known: a manual run is
+        // still named, the template is not checked against anything.
+        let job = JobView::from(job);
+        let l = lineage(&job, None, None, false);
+        Ok(self.engine.evaluate_claimed_job(&job, &l))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
@@ -53,6 +53,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ctl.clone(),
         notify.clone(),
     ));
+    if args.watch_jobs {
+        tokio::spawn(observe(
+            Api::<Job>::all(client.clone()),
+            ctl.clone(),
+            notify.clone(),
+        ));
+    } else {
+        ctl.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .without_jobs();
+    }
     tokio::spawn(observe(
         Api::<Namespace>::all(client.clone()),
         ctl.clone(),

@@ -23,6 +23,8 @@ use crate::api::ManagerRef;
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
     pub cronjobs: Vec<CronJobView>,
+    /// Jobs (SPEC 3.6): lineage against the CronJobs above, heuristics.
+    pub jobs: Vec<super::jobs::JobView>,
     /// The namespace tier.
     pub baselines: Vec<crate::api::CronJobBaseline>,
     /// The cluster tier.

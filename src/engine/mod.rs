@@ -20,6 +20,7 @@
 pub mod analysis;
 pub mod governance;
 pub mod inventory;
+pub mod jobs;
 pub mod matching;
 pub mod normalize;
 pub mod rules;
@@ -120,7 +121,25 @@ impl Engine {
             .chain(inv.baselines.iter().map(|b| self.compile(b)))
             .collect();
         let cronjobs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
-        self.evaluate_compiled(&cronjobs, &compiled, &inv.namespaces)
+        let mut e = self.evaluate_compiled(&cronjobs, &compiled, &inv.namespaces);
+        // Jobs: lineage against the CronJobs given (offline, a CronJob not
+        // in the input is unknown, not absent), then the heuristics.
+        for job in &inv.jobs {
+            let claimed = job.claim.as_ref().and_then(|c| {
+                inv.cronjobs
+                    .iter()
+                    .find(|cj| cj.namespace == job.namespace && cj.name == c.cronjob)
+            });
+            let l = jobs::lineage(job, claimed, None, false);
+            if l != jobs::Lineage::Covered
+                && let Some(f) = self.evaluate_claimed_job(job, &l)
+            {
+                e.findings.push(f);
+            }
+        }
+        e.findings
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        e
     }
 
     /// Evaluate with baselines compiled beforehand (the controller keeps

@@ -42,6 +42,15 @@ impl ScanResult {
     /// Where a finding's CronJob was read from; for a missing CronJob, the
     /// baseline that requires it.
     pub fn source_of(&self, finding: &DesiredFinding) -> Option<&Source> {
+        if finding.subject.kind == "Job" {
+            return self
+                .loaded
+                .inventory
+                .jobs
+                .iter()
+                .position(|j| j.namespace == finding.namespace && j.name == finding.subject.name)
+                .and_then(|i| self.loaded.job_sources.get(i));
+        }
         self.loaded
             .inventory
             .cronjobs

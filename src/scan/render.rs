@@ -166,9 +166,14 @@ fn table(result: &ScanResult) -> String {
         out.push('\n');
     }
     let inv = &result.loaded.inventory;
+    let jobs = if inv.jobs.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", plural(inv.jobs.len(), "Job", "Jobs"))
+    };
     let _ = writeln!(
         out,
-        "scanned {} and {}: {}",
+        "scanned {}{jobs} and {}: {}",
         plural(inv.cronjobs.len(), "CronJob", "CronJobs"),
         plural(
             inv.baselines.len() + inv.cluster_baselines.len(),

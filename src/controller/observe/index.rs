@@ -8,6 +8,7 @@ use kube::ResourceExt;
 
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobBaselineStatus, CronJobFinding};
 use crate::engine::governance::{baseline_key, governs};
+use crate::engine::jobs::{JobView, TemplateHistory, last_spec_write};
 use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult, Tier};
 
 pub type Labels = BTreeMap<String, String>;
@@ -20,6 +21,7 @@ pub enum Kind {
     Baselines = 2,
     Findings = 3,
     ClusterBaselines = 4,
+    Jobs = 5,
 }
 
 /// A baseline of either tier, as the index keeps it (no managedFields).
@@ -114,6 +116,10 @@ pub struct State {
     pub namespaces: BTreeMap<String, Labels>,
     /// Baseline key → (object, compiled form, kept until the spec changes).
     pub baselines: BTreeMap<String, (StoredBaseline, CompiledBaseline)>,
+    /// namespace → name → projected Job.
+    pub jobs: BTreeMap<String, BTreeMap<String, JobView>>,
+    /// namespace → CronJob name → the templates it has had while watched.
+    pub histories: BTreeMap<String, BTreeMap<String, TemplateHistory>>,
     /// namespace → name → finding.
     pub findings: BTreeMap<String, BTreeMap<String, CronJobFinding>>,
     /// Last engine verdict per namespace (baseline counts, metrics).
@@ -121,12 +127,22 @@ pub struct State {
     pub dirty: BTreeSet<String>,
     pub all_dirty: bool,
     pub baselines_dirty: bool,
-    synced: [bool; 5],
+    /// Without `--watch-jobs` the Job watch never runs: counted as synced.
+    synced: [bool; 6],
 }
 
 impl State {
     pub fn synced(&self) -> bool {
         self.synced.iter().all(|s| *s)
+    }
+
+    /// The Job watch is off: do not wait for it.
+    pub fn without_jobs(&mut self) {
+        self.synced[Kind::Jobs as usize] = true;
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.values().map(BTreeMap::len).sum()
     }
 
     pub fn set_synced(&mut self, kind: Kind) {
@@ -160,14 +176,36 @@ impl State {
             old.resource_version = view.resource_version;
             return;
         }
+        self.remember_template(&view);
         let ns = view.namespace.clone();
-        slot.insert(view.name.clone(), view);
+        self.cronjobs
+            .entry(ns.clone())
+            .or_default()
+            .insert(view.name.clone(), view);
         self.mark(&ns);
+    }
+
+    /// Lineage (SPEC 3.6) needs the templates a CronJob has had.
+    fn remember_template(&mut self, view: &CronJobView) {
+        let hash = view
+            .pod
+            .as_ref()
+            .map(|p| p.template_hash.as_str())
+            .unwrap_or_default();
+        self.histories
+            .entry(view.namespace.clone())
+            .or_default()
+            .entry(view.name.clone())
+            .or_default()
+            .observe(hash, last_spec_write(view), &crate::controller::now());
     }
 
     pub fn delete_cronjob(&mut self, ns: &str, name: &str) {
         if let Some(m) = self.cronjobs.get_mut(ns) {
             m.remove(name);
+        }
+        if let Some(h) = self.histories.get_mut(ns) {
+            h.remove(name);
         }
         self.mark(ns);
     }
@@ -177,6 +215,27 @@ impl State {
         // duplicate wins); inserted one by one, its nodes end about half
         // empty, and a node holds 11 views.
         let mut runs: BTreeMap<String, Vec<(String, CronJobView)>> = BTreeMap::new();
+        let mut histories = std::mem::take(&mut self.histories);
+        let now = crate::controller::now();
+        for v in &all {
+            let hash = v
+                .pod
+                .as_ref()
+                .map(|p| p.template_hash.as_str())
+                .unwrap_or_default();
+            histories
+                .entry(v.namespace.clone())
+                .or_default()
+                .entry(v.name.clone())
+                .or_default()
+                .observe(hash, last_spec_write(v), &now);
+        }
+        // Histories of CronJobs that are gone go with them.
+        histories.retain(|ns, m| {
+            m.retain(|name, _| all.iter().any(|v| &v.namespace == ns && &v.name == name));
+            !m.is_empty()
+        });
+        self.histories = histories;
         for v in all {
             runs.entry(v.namespace.clone())
                 .or_default()
@@ -187,6 +246,75 @@ impl State {
             .map(|(ns, run)| (ns, run.into_iter().collect()))
             .collect();
         self.all_dirty = true;
+    }
+
+    // ------------------------------------------------------------ Jobs
+
+    pub fn job(&self, ns: &str, name: &str) -> Option<&JobView> {
+        self.jobs.get(ns).and_then(|m| m.get(name))
+    }
+
+    pub fn apply_job(&mut self, job: JobView) {
+        let slot = self.jobs.entry(job.namespace.clone()).or_default();
+        if let Some(old) = slot.get(&job.name)
+            && old.uid == job.uid
+            && old.claim == job.claim
+            && old.manual == job.manual
+            && old.template_hash == job.template_hash
+            && (old.template.is_none() || old.template == job.template)
+        {
+            // A status update, or a Job already found covered.
+            return;
+        }
+        let ns = job.namespace.clone();
+        slot.insert(job.name.clone(), job);
+        self.mark(&ns);
+    }
+
+    pub fn delete_job(&mut self, ns: &str, name: &str) {
+        if let Some(m) = self.jobs.get_mut(ns) {
+            m.remove(name);
+            if m.is_empty() {
+                self.jobs.remove(ns);
+            }
+        }
+        self.mark(ns);
+    }
+
+    pub fn reset_jobs(&mut self, all: Vec<JobView>) {
+        let mut runs: BTreeMap<String, Vec<(String, JobView)>> = BTreeMap::new();
+        for j in all {
+            // A Job already found covered stays covered (its template was
+            // checked when it arrived).
+            let covered = self
+                .job(&j.namespace, &j.name)
+                .is_some_and(|o| o.template.is_none() && o.uid == j.uid);
+            let j = if covered {
+                JobView {
+                    template: None,
+                    ..j
+                }
+            } else {
+                j
+            };
+            runs.entry(j.namespace.clone())
+                .or_default()
+                .push((j.name.clone(), j));
+        }
+        self.jobs = runs
+            .into_iter()
+            .map(|(ns, run)| (ns, run.into_iter().collect()))
+            .collect();
+        self.all_dirty = true;
+    }
+
+    /// Drop the pod projection of Jobs found covered by their CronJob.
+    pub fn forget_templates(&mut self, covered: &[(String, String)]) {
+        for (ns, name) in covered {
+            if let Some(j) = self.jobs.get_mut(ns).and_then(|m| m.get_mut(name)) {
+                j.template = None;
+            }
+        }
     }
 
     // ------------------------------------------------------------ Namespaces
@@ -319,6 +447,7 @@ impl State {
             self.dirty.clear();
             let mut all: BTreeSet<String> = self.namespaces.keys().cloned().collect();
             all.extend(self.cronjobs.keys().cloned());
+            all.extend(self.jobs.keys().cloned());
             all.extend(self.findings.keys().cloned());
             all.extend(self.baselines.values().map(|(_, c)| c.namespace.clone()));
             all.extend(self.results.keys().cloned());

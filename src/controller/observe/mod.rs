@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::Controller;
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
+use crate::engine::jobs::JobView;
 use crate::engine::{CronJobView, Engine, Tier};
 use index::{Kind, Labels, State, StoredBaseline};
 
@@ -49,6 +50,24 @@ impl Watched for CronJob {
     }
     fn reset(st: &mut State, _: &Engine, all: Vec<CronJobView>) {
         st.reset_cronjobs(all)
+    }
+}
+
+/// Jobs, projected (SPEC 3.6); a covered one later keeps only its lineage.
+impl Watched for Job {
+    const KIND: Kind = Kind::Jobs;
+    type Item = JobView;
+    fn project(o: Self) -> JobView {
+        JobView::from(o)
+    }
+    fn apply(st: &mut State, _: &Engine, v: JobView) {
+        st.apply_job(v)
+    }
+    fn delete(st: &mut State, v: &JobView) {
+        st.delete_job(&v.namespace, &v.name)
+    }
+    fn reset(st: &mut State, _: &Engine, all: Vec<JobView>) {
+        st.reset_jobs(all)
     }
 }
 

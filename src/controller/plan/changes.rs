@@ -58,6 +58,18 @@ pub struct BaselineChange {
     pub events: Vec<EventSpec>,
 }
 
+/// The Event's `regarding`: the finding's subject, a CronJob or a Job.
+pub fn subject_ref(s: &Subject) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(s.api_version.clone()),
+        kind: Some(s.kind.clone()),
+        namespace: Some(s.namespace.clone()),
+        name: Some(s.name.clone()),
+        uid: s.uid.clone(),
+        ..Default::default()
+    }
+}
+
 pub fn cronjob_ref(namespace: &str, name: &str, uid: Option<&str>) -> ObjectReference {
     ObjectReference {
         api_version: Some("batch/v1".into()),
@@ -83,16 +95,14 @@ pub fn finding_ref(f: Option<&CronJobFinding>, namespace: &str, name: &str) -> O
 /// `[severity] CronJob ns/name …`, the note exporters show.
 /// `[severity] CronJob ns/name: message`, ending with the actor when known
 /// (SPEC 4); a long message is cut, never the actor.
-pub(super) fn note_for(
-    namespace: &str,
-    name: &str,
-    v: &Violation,
-    actor: Option<&Actor>,
-) -> String {
-    let body = if v.message.starts_with("CronJob ") {
+pub(super) fn note_for(subject: &Subject, v: &Violation, actor: Option<&Actor>) -> String {
+    let body = if v.message.starts_with(&format!("{} ", subject.kind)) {
         v.message.clone()
     } else {
-        format!("CronJob {namespace}/{name}: {}", v.message)
+        format!(
+            "{} {}/{}: {}",
+            subject.kind, subject.namespace, subject.name, v.message
+        )
     };
     let suffix = actor
         .map(|a| format!(" {}", a.describe()))

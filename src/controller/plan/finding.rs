@@ -125,7 +125,7 @@ pub fn plan_finding(
             let before: Vec<Rule> = continuing
                 .map(|s| s.violations.iter().map(|v| v.rule).collect())
                 .unwrap_or_default();
-            let regarding = cronjob_ref(&d.namespace, &d.name, d.subject.uid.as_deref());
+            let regarding = subject_ref(&d.subject);
             let related = finding_ref(existing, &d.namespace, &d.name);
             let mut events = Vec::new();
             for rule in d.rules() {
@@ -139,7 +139,7 @@ pub fn plan_finding(
                     type_: EventType::Warning,
                     reason: rule.as_str().into(),
                     action: "Detected".into(),
-                    note: note_for(&d.namespace, &d.name, v, actor.as_ref()),
+                    note: note_for(&d.subject, v, actor.as_ref()),
                     regarding: regarding.clone(),
                     related: Some(related.clone()),
                 });
@@ -201,7 +201,10 @@ pub fn plan_finding(
                     .as_ref()
                     .is_some_and(|u| c.uid.as_ref() != Some(u)),
             };
-            let reason = if gone && f.spec.subject.uid.is_some() {
+            let job = f.spec.subject.kind == "Job";
+            let reason = if gone && job {
+                reasons::JOB_DELETED
+            } else if gone && f.spec.subject.uid.is_some() {
                 reasons::CRONJOB_DELETED
             } else if prev
                 .violations
@@ -215,6 +218,9 @@ pub fn plan_finding(
             let message = match reason {
                 reasons::CRONJOB_DELETED => {
                     "the CronJob was deleted; the finding is kept as evidence".to_owned()
+                }
+                reasons::JOB_DELETED => {
+                    "the Job was deleted; the finding is kept as evidence".to_owned()
                 }
                 reasons::APPROVED => "the CronJob is now approved by a baseline".to_owned(),
                 _ => "no violation remains".to_owned(),
@@ -249,11 +255,12 @@ pub fn plan_finding(
                 action: "Resolved".into(),
                 note: bounded(
                     format!(
-                        "[{severity}] CronJob {namespace}/{name}: finding resolved ({reason}): {message}"
+                        "[{severity}] {} {}/{}: finding resolved ({reason}): {message}",
+                        f.spec.subject.kind, f.spec.subject.namespace, f.spec.subject.name
                     ),
                     MAX_NOTE,
                 ),
-                regarding: cronjob_ref(&namespace, &name, f.spec.subject.uid.as_deref()),
+                regarding: subject_ref(&f.spec.subject),
                 related: Some(finding_ref(Some(f), &namespace, &name)),
             };
             Some(FindingAction::Upsert(Box::new(FindingChange {

@@ -18,7 +18,8 @@ use super::observe::index::State;
 use crate::api::CONDITION_ACCEPTED;
 use crate::audit::SubjectKind;
 use crate::audit::store::ObservedRef;
-use crate::engine::{CompiledBaseline, aggregate};
+use crate::engine::jobs::{Lineage, lineage};
+use crate::engine::{CompiledBaseline, CronJobView, NamespaceResult, aggregate};
 use crate::telemetry::{FindingLabels, StateLabel};
 
 /// Everything one reconcile round decided.
@@ -43,6 +44,7 @@ impl Controller {
         let mut plan = Plan::default();
         let empty = BTreeMap::new();
         let mut results = Vec::new();
+        let mut covered = Vec::new();
         {
             let st = &*st;
             let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
@@ -57,20 +59,30 @@ impl Controller {
                     .map(|m| m.values().collect())
                     .unwrap_or_default();
                 let mut result = self.engine.evaluate_namespace(ns, labels, &cjs, &ordered);
+                self.evaluate_jobs(st, ns, &mut result, &mut covered);
                 if let Some(actors) = &self.actors {
                     let actors = actors.lock().unwrap_or_else(|e| e.into_inner());
                     for f in &mut result.findings {
-                        if let Some(cj) = st.cronjob(ns, &f.name) {
-                            f.actor = actors.lookup(
+                        let (kind, observed) = match f.subject.kind.as_str() {
+                            "Job" => (
+                                SubjectKind::Job,
+                                st.job(ns, &f.subject.name).map(|j| ObservedRef {
+                                    uid: j.uid.as_deref(),
+                                    generation: j.generation,
+                                    resource_version: j.resource_version.0.as_deref(),
+                                }),
+                            ),
+                            _ => (
                                 SubjectKind::CronJob,
-                                ns,
-                                &f.name,
-                                ObservedRef {
+                                st.cronjob(ns, &f.name).map(|cj| ObservedRef {
                                     uid: cj.uid.as_deref(),
                                     generation: cj.generation,
                                     resource_version: cj.resource_version.0.as_deref(),
-                                },
-                            );
+                                }),
+                            ),
+                        };
+                        if let Some(o) = observed {
+                            f.actor = actors.lookup(kind, ns, &f.subject.name, o);
                         }
                     }
                 }
@@ -90,10 +102,28 @@ impl Controller {
                         .ok()
                         .map(|i| &result.findings[i]);
                     let have = existing.and_then(|m| m.get(name));
+                    // The live subject: a CronJob, or a Job (as far as
+                    // plan_finding looks at it: its uid).
+                    let subject = desired
+                        .map(|d| &d.subject)
+                        .or_else(|| have.map(|f| &f.spec.subject));
+                    let live_job;
+                    let live = match subject {
+                        Some(s) if s.kind == "Job" => {
+                            live_job = st.job(ns, &s.name).map(|j| CronJobView {
+                                namespace: ns.clone(),
+                                name: j.name.clone(),
+                                uid: j.uid.clone(),
+                                ..CronJobView::default()
+                            });
+                            live_job.as_ref()
+                        }
+                        _ => st.cronjob(ns, name),
+                    };
                     if let Some(a) = plan_finding(
                         desired,
                         have,
-                        st.cronjob(ns, name),
+                        live,
                         now,
                         self.args.retention,
                         self.args.allow_enforcement,
@@ -106,6 +136,7 @@ impl Controller {
                 results.push(result);
             }
         }
+        st.forget_templates(&covered);
         let evaluated = !results.is_empty();
         for r in results {
             st.results.insert(r.namespace.clone(), r);
@@ -126,6 +157,48 @@ impl Controller {
         plan
     }
 
+    /// The Jobs of a namespace (SPEC 3.6): those their CronJob covers are
+    /// collected in `covered` (their pod projection is dropped after the
+    /// round); the others get a `job.<name>` finding when anything fires.
+    fn evaluate_jobs(
+        &self,
+        st: &State,
+        ns: &str,
+        result: &mut NamespaceResult,
+        covered: &mut Vec<(String, String)>,
+    ) {
+        let Some(jobs) = st.jobs.get(ns) else {
+            return;
+        };
+        for job in jobs.values() {
+            // Checked when it arrived: covered.
+            if job.template.is_none() {
+                continue;
+            }
+            let claimed = job.claim.as_ref().map(|c| c.cronjob.as_str());
+            let lineage = lineage(
+                job,
+                claimed.and_then(|c| st.cronjob(ns, c)),
+                claimed.and_then(|c| st.histories.get(ns).and_then(|h| h.get(c))),
+                true,
+            );
+            if lineage == Lineage::Covered {
+                covered.push((ns.to_owned(), job.name.clone()));
+                continue;
+            }
+            if let Some(mut f) = self.engine.evaluate_claimed_job(job, &lineage) {
+                // A CronJob may itself be named `job.<x>`: the Job's finding
+                // then takes its uid, so neither hides the other.
+                if result.findings.iter().any(|o| o.name == f.name) {
+                    let uid = job.uid.as_deref().unwrap_or("no-uid");
+                    f.name = format!("{}.{}", f.name, &uid[..uid.len().min(8)]);
+                }
+                result.findings.push(f);
+            }
+        }
+        result.findings.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
     fn update_gauges(&self, st: &State) {
         self.metrics.open_findings.clear();
         for r in st.results.values() {
@@ -143,6 +216,7 @@ impl Controller {
             }
         }
         self.metrics.cronjobs.set(st.cronjob_count() as i64);
+        self.metrics.jobs.set(st.job_count() as i64);
         let (mut ok, mut bad) = (0, 0);
         for (b, _) in st.baselines.values() {
             let accepted = b

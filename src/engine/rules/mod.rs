@@ -11,9 +11,9 @@ pub mod schedule;
 pub mod template;
 
 use super::matching::{Matched, Tiers};
-use super::verdict::{Finder, Source, assemble, max_severity, observe};
+use super::verdict::{Finder, Source, assemble};
 use super::{CompiledEntry, CronJobView, DesiredFinding, Engine};
-use crate::api::{Rule, Subject};
+use crate::api::Rule;
 
 /// What a check sees: the CronJob, the entries it matched in each tier
 /// (if any) and the engine's settings and caches.
@@ -87,50 +87,5 @@ impl Engine {
         }
         let (violations, restricted) = f.finish();
         (assemble(cj, tiers, matched, violations), restricted)
-    }
-
-    /// A Job not covered by its CronJob (SPEC 3.6): the heuristics on its
-    /// pod template, in a `job.<name>` finding. A Job has no schedule, so
-    /// HighFrequencySchedule does not apply; a short
-    /// ttlSecondsAfterFinished is HistoryErasure as on a CronJob. No
-    /// baseline approves a Job, so cluster-tier waivers do not reach it.
-    pub fn evaluate_job(&self, job: &CronJobView) -> Option<DesiredFinding> {
-        let ctx = Ctx {
-            engine: self,
-            cj: job,
-            cluster: None,
-            namespace: None,
-        };
-        let mut f = Finder::new([None, None], &self.settings);
-        f.source(Source::Heuristic);
-        for (rule, check) in HEURISTICS {
-            if *rule != Rule::HighFrequencySchedule {
-                f.check(*rule, |f| check(&ctx, f));
-            }
-        }
-        let (violations, _) = f.finish();
-        if violations.is_empty() {
-            return None;
-        }
-        let mut observed = observe(job);
-        observed.schedule = String::new();
-        Some(DesiredFinding {
-            namespace: job.namespace.clone(),
-            name: format!("job.{}", job.name),
-            subject: Subject {
-                api_version: "batch/v1".into(),
-                kind: "Job".into(),
-                namespace: job.namespace.clone(),
-                name: job.name.clone(),
-                uid: job.uid.clone(),
-            },
-            severity: max_severity(&violations),
-            violations,
-            observed: Some(observed),
-            baselines: Vec::new(),
-            owner: None,
-            suspend_by: None,
-            actor: None,
-        })
     }
 }
