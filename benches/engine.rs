@@ -32,6 +32,7 @@ fn inventory(cronjobs: usize) -> Inventory {
         cluster_baselines: Vec::new(),
         namespaces: Default::default(),
         jobs: Vec::new(),
+        rbac: Default::default(),
     }
 }
 

@@ -213,6 +213,7 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         baselines,
         cluster_baselines: vec![serde_saphyr::from_str(&wide("zzz-*")).unwrap()],
         jobs: Vec::new(),
+        rbac: Default::default(),
         namespaces: (0..spec.namespaces)
             .map(|i| {
                 (

@@ -532,6 +532,8 @@ impl Cluster {
                 "4s",
                 "--retention",
                 "15s",
+                "--sar-qps",
+                "500",
             ])
             .args(extra)
             .env("KUBECONFIG", &self.sa_kubeconfig)

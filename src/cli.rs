@@ -229,6 +229,15 @@ pub struct RunArgs {
     /// Watch Jobs too: lineage (ManualJobRun, ForgedJobLineage) and the heuristics on Jobs no CronJob covers.
     #[arg(long, env = "CRONWARDEN_WATCH_JOBS", default_value_t = true, action = clap::ArgAction::Set)]
     pub watch_jobs: bool,
+    /// Ask the cluster (SubjectAccessReview) what each pod's service account may do: PowerfulServiceAccount.
+    #[arg(long, env = "CRONWARDEN_CHECK_SERVICE_ACCOUNTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub check_service_accounts: bool,
+    /// How long an answer about a service account is kept (RBAC changes drop it sooner).
+    #[arg(long, env = "CRONWARDEN_POWER_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub power_ttl: Duration,
+    /// SubjectAccessReviews per second at most.
+    #[arg(long, env = "CRONWARDEN_SAR_QPS", default_value_t = 20.0)]
+    pub sar_qps: f64,
     #[command(flatten)]
     pub audit: AuditSourceArgs,
 }

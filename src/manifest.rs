@@ -185,6 +185,10 @@ impl Loaded {
         match (api_version, kind.as_str()) {
             ("batch/v1" | "batch/v1beta1", "CronJob") => self.add_cronjob(source, ident, value),
             ("batch/v1", "Job") => self.add_job(source, ident, value),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+            ) => self.add_rbac(source, ident, &kind, value),
             ("cronwarden.io/v1alpha1", "CronJobBaseline") => {
                 self.add_baseline(source, ident, value)
             }
@@ -226,6 +230,24 @@ impl Loaded {
                 });
             }
             _ => {}
+        }
+    }
+
+    fn add_rbac(&mut self, source: Source, ident: String, kind: &str, value: Value) {
+        let rbac = &mut self.inventory.rbac;
+        let r = match kind {
+            "Role" => deserialize(value).map(|o| rbac.roles.push(o)),
+            "ClusterRole" => deserialize(value).map(|o| rbac.cluster_roles.push(o)),
+            "RoleBinding" => deserialize(value).map(|o| rbac.role_bindings.push(o)),
+            _ => deserialize(value).map(|o| rbac.cluster_role_bindings.push(o)),
+        };
+        if let Err((path, msg)) = r {
+            self.errors.push(InputError {
+                location: source,
+                object: Some(ident),
+                field: Some(path),
+                message: msg,
+            });
         }
     }
 

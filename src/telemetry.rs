@@ -66,6 +66,8 @@ pub struct Metrics {
     pub events: Family<ReasonLabel, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
+    pub power_reviews: Counter,
+    pub sars: Family<StateLabel, Counter>,
     pub audit_received: Family<AuditLabels, Counter>,
     pub audit_rejected: Family<AuditLabels, Counter>,
     pub audit_dropped: Counter,
@@ -126,6 +128,18 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let power_reviews = Counter::default();
+        registry.register(
+            "service_account_reviews",
+            "Service accounts reviewed for PowerfulServiceAccount (each is one SubjectAccessReview per permission asked)",
+            power_reviews.clone(),
+        );
+        let sars = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "subject_access_reviews",
+            "SubjectAccessReviews sent, by answer (allowed, denied, error)",
+            sars.clone(),
+        );
         let audit_received = Family::<AuditLabels, Counter>::default();
         registry.register(
             "audit_events_received",
@@ -152,6 +166,8 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
+            power_reviews,
+            sars,
             audit_received,
             audit_rejected,
             audit_dropped,
@@ -176,6 +192,14 @@ impl Metrics {
             .get_or_create(&WriteLabels {
                 kind: kind.into(),
                 result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn sar(&self, state: &str) {
+        self.sars
+            .get_or_create(&StateLabel {
+                state: state.into(),
             })
             .inc();
     }

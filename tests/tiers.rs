@@ -427,6 +427,8 @@ fn trigger(rule: Rule) -> Option<(&'static str, Option<Value>, Value)> {
         // Jobs: no baseline entry matches a Job, so no tier relaxes these
         // (global severity overrides still apply; tests/jobs.rs).
         Rule::ManualJobRun | Rule::ForgedJobLineage => return None,
+        // Needs RBAC objects beside the CronJob: tests/power.rs.
+        Rule::PowerfulServiceAccount => return None,
         Rule::ScheduleNotApproved => (ns, Some(cj), json!({"schedules": ["0 3 * * *"]})),
         Rule::ImageNotApproved => (
             ns,

@@ -15,6 +15,7 @@ mod baselines;
 mod findings;
 mod jobs;
 mod operations;
+mod power;
 
 use std::time::Instant;
 
@@ -35,6 +36,7 @@ const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
 const NS_AUDIT: &str = "e2e-audit";
 const NS_JOBS: &str = "e2e-jobs";
+const NS_POWER: &str = "e2e-power";
 
 macro_rules! scenario {
     ($results:expr, $name:expr, $body:expr) => {{
@@ -129,6 +131,11 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "jobs: covered, manual, forged, standalone (real cronjob controller)",
         jobs::lineage_with_real_cronjob_controller(c)
+    );
+    scenario!(
+        results,
+        "service-account power: cluster-admin, secrets reader, plain, no token",
+        power::service_account_power_from_the_authorizer(c, &ctl)
     );
     scenario!(
         results,

@@ -135,6 +135,9 @@ catalogue! {
     ForgedJobLineage: High, Lineage, relax false, "defense-evasion",
         "Job with a forged CronJob lineage",
         "a Job whose controller ownerReference names a CronJob that does not exist or has another uid, or whose pod template matches neither that CronJob's current template nor one it had while watched";
+    PowerfulServiceAccount: High, Heuristic, relax false, "privilege-escalation",
+        "Powerful service account",
+        "the pod's service account, with a token mounted, may (by the cluster's own authorizer, SubjectAccessReview; offline, the input's RBAC objects) do `*` on `*`, create pods, pods/exec or pods/attach, get/list secrets, create/patch roles, rolebindings, clusterroles or clusterrolebindings, escalate/bind/impersonate, create/patch cronjobs, jobs, daemonsets or deployments, or reach nodes/proxy";
 }
 
 impl Rule {

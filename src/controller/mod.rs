@@ -8,6 +8,7 @@
 //!
 //! Only observe and publish talk to the API server.
 
+pub mod access;
 pub mod lease;
 pub mod observe;
 pub mod plan;
@@ -44,6 +45,8 @@ pub struct Controller {
     pub publisher: Publisher,
     pub args: RunArgs,
     pub metrics: Arc<Metrics>,
+    /// Answers about service accounts; None with --check-service-accounts=false.
+    pub reviews: Option<Arc<access::Reviews>>,
     /// The audit correlation window; None without an audit source.
     pub actors: Option<Arc<Mutex<ActorStore>>>,
 }
@@ -55,8 +58,21 @@ impl Controller {
         metrics: Arc<Metrics>,
         instance: String,
     ) -> Result<Self, SettingsError> {
+        let reviews = args.check_service_accounts.then(|| {
+            Arc::new(access::Reviews::new(
+                client.clone(),
+                args.power_ttl,
+                args.sar_qps,
+                metrics.clone(),
+            ))
+        });
+        let mut engine = Engine::new(args.engine.settings())?;
+        if let Some(r) = &reviews {
+            engine = engine.with_powers(r.clone());
+        }
         Ok(Controller {
-            engine: Engine::new(args.engine.settings())?,
+            engine,
+            reviews,
             state: Arc::default(),
             publisher: Publisher::new(client, instance, metrics.clone()),
             actors: args.audit.enabled().then(|| {

@@ -86,6 +86,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         notify.clone(),
     ));
 
+    if let Some(reviews) = &ctl.reviews {
+        super::access::spawn_rbac_watches(&client, reviews);
+        let state = ctl.state.clone();
+        let notify = notify.clone();
+        tokio::spawn(reviews.clone().run(move |ns: &str| {
+            state.lock().unwrap_or_else(|e| e.into_inner()).mark(ns);
+            notify.notify_one();
+        }));
+    }
     if let Some(store) = &ctl.actors {
         start_audit_sources(&args, &ctl, store.clone(), notify.clone()).await?;
     }

@@ -25,6 +25,8 @@ pub struct Inventory {
     pub cronjobs: Vec<CronJobView>,
     /// Jobs (SPEC 3.6): lineage against the CronJobs above, heuristics.
     pub jobs: Vec<super::jobs::JobView>,
+    /// RBAC objects, for PowerfulServiceAccount offline (SPEC 3.7).
+    pub rbac: super::power::offline::OfflineRbac,
     /// The namespace tier.
     pub baselines: Vec<crate::api::CronJobBaseline>,
     /// The cluster tier.
@@ -91,6 +93,10 @@ pub struct PodView {
     pub host_paths: Vec<HostPathVolume>,
     /// [`normalize::template_hash`] of the full pod spec, computed on arrival.
     pub template_hash: String,
+    /// A service-account token reaches the containers: automount not
+    /// switched off in the pod (the ServiceAccount's own setting is not
+    /// read, so unset counts as mounted), or a projected token volume.
+    pub token_mounted: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -218,6 +224,15 @@ impl PodView {
             .cloned()
             .unwrap_or_else(|| "default".to_owned());
         let volumes = p.volumes.unwrap_or_default();
+        let projected_token = volumes.iter().any(|v| {
+            v.projected.as_ref().is_some_and(|pr| {
+                pr.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.service_account_token.is_some())
+            })
+        });
+        let token_mounted = p.automount_service_account_token != Some(false) || projected_token;
         let host_volumes: Vec<&str> = volumes
             .iter()
             .filter(|v| v.host_path.is_some())
@@ -249,6 +264,7 @@ impl PodView {
             init_containers,
             host_paths,
             template_hash,
+            token_mounted,
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct JobView {
     /// known to be covered by its CronJob.
     pub template: Option<Box<CronJobView>>,
     pub generation: Option<i64>,
+    /// Deleted before the controller evaluated it (a forged Job the garbage
+    /// collector removed at once): evaluated once more, then dropped.
+    pub gone: bool,
     /// For attributing the Job to an audited write; not compared.
     pub resource_version: Untracked<Option<String>>,
 }
@@ -100,6 +103,7 @@ impl From<Job> for JobView {
                 .map(|p| p.template_hash.clone())
                 .unwrap_or_default(),
             generation: view.generation,
+            gone: false,
             resource_version: view.resource_version.clone(),
             template: Some(Box::new(view)),
         }

@@ -23,6 +23,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod matching;
 pub mod normalize;
+pub mod power;
 pub mod rules;
 pub mod verdict;
 
@@ -74,6 +75,8 @@ impl Default for Settings {
 #[derive(Clone)]
 pub struct Engine {
     pub settings: Settings,
+    /// What service accounts may do (SPEC 3.7); None: PowerfulServiceAccount is silent.
+    pub powers: Option<std::sync::Arc<dyn power::PowerSource>>,
     allowlist: Option<Vec<normalize::Glob>>,
     intervals: IntervalCache,
     images: ImageCache,
@@ -101,6 +104,7 @@ impl Engine {
         }
         Ok(Engine {
             settings,
+            powers: None,
             allowlist,
             intervals: IntervalCache::default(),
             images: ImageCache::default(),
@@ -112,8 +116,21 @@ impl Engine {
         governance::compile(b.into(), &self.settings)
     }
 
-    /// Evaluate an inventory from scratch.
+    /// Answer PowerfulServiceAccount from this source.
+    pub fn with_powers(mut self, source: std::sync::Arc<dyn power::PowerSource>) -> Engine {
+        self.powers = Some(source);
+        self
+    }
+
+    /// Evaluate an inventory from scratch. With RBAC objects in it and no
+    /// other source of answers, PowerfulServiceAccount reads them (offline).
     pub fn evaluate(&self, inv: &Inventory) -> Evaluation {
+        if self.powers.is_none() && !inv.rbac.is_empty() {
+            return self
+                .clone()
+                .with_powers(std::sync::Arc::new(inv.rbac.clone()))
+                .evaluate(inv);
+        }
         let compiled: Vec<CompiledBaseline> = inv
             .cluster_baselines
             .iter()

@@ -250,8 +250,12 @@ impl State {
 
     // ------------------------------------------------------------ Jobs
 
+    /// A live Job (not one kept after deletion for its last evaluation).
     pub fn job(&self, ns: &str, name: &str) -> Option<&JobView> {
-        self.jobs.get(ns).and_then(|m| m.get(name))
+        self.jobs
+            .get(ns)
+            .and_then(|m| m.get(name))
+            .filter(|j| !j.gone)
     }
 
     pub fn apply_job(&mut self, job: JobView) {
@@ -271,14 +275,42 @@ impl State {
         self.mark(&ns);
     }
 
+    /// A Job not yet found covered is kept for one more evaluation, marked
+    /// gone, so one that lived only milliseconds (the garbage collector
+    /// deletes a Job whose owner uid does not exist) still leaves its
+    /// finding; [`State::drop_gone_jobs`] removes it after the round.
     pub fn delete_job(&mut self, ns: &str, name: &str) {
         if let Some(m) = self.jobs.get_mut(ns) {
-            m.remove(name);
+            match m.get_mut(name) {
+                Some(j) if j.template.is_some() && !j.gone => j.gone = true,
+                _ => {
+                    m.remove(name);
+                }
+            }
             if m.is_empty() {
                 self.jobs.remove(ns);
             }
         }
         self.mark(ns);
+    }
+
+    /// After a round: forget the Jobs evaluated once more after deletion,
+    /// and re-evaluate their namespaces (their findings resolve).
+    pub fn drop_gone_jobs(&mut self, namespaces: &[String]) {
+        for ns in namespaces {
+            let Some(m) = self.jobs.get_mut(ns) else {
+                continue;
+            };
+            let before = m.len();
+            m.retain(|_, j| !j.gone);
+            let dropped = m.len() != before;
+            if m.is_empty() {
+                self.jobs.remove(ns);
+            }
+            if dropped {
+                self.mark(ns);
+            }
+        }
     }
 
     pub fn reset_jobs(&mut self, all: Vec<JobView>) {

@@ -15,11 +15,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Controller;
 use super::observe::index::State;
-use crate::api::CONDITION_ACCEPTED;
+use crate::api::{CONDITION_ACCEPTED, CronJobFinding, FindingState, Rule, Violation};
 use crate::audit::SubjectKind;
 use crate::audit::store::ObservedRef;
 use crate::engine::jobs::{Lineage, lineage};
-use crate::engine::{CompiledBaseline, CronJobView, NamespaceResult, aggregate};
+use crate::engine::{CompiledBaseline, CronJobView, NamespaceResult, aggregate, max_severity};
 use crate::telemetry::{FindingLabels, StateLabel};
 
 /// Everything one reconcile round decided.
@@ -87,6 +87,7 @@ impl Controller {
                     }
                 }
                 let existing = st.findings.get(ns);
+                let held = self.hold_pending_power(st, ns, &mut result, existing);
                 let mut names: BTreeSet<&str> =
                     result.findings.iter().map(|f| f.name.as_str()).collect();
                 names.extend(
@@ -95,6 +96,9 @@ impl Controller {
                         .flat_map(|m| m.keys().map(String::as_str)),
                 );
                 for name in names {
+                    if held.contains(name) {
+                        continue;
+                    }
                     // NamespaceResult keeps findings sorted by name.
                     let desired = result
                         .findings
@@ -137,6 +141,7 @@ impl Controller {
             }
         }
         st.forget_templates(&covered);
+        st.drop_gone_jobs(&dirty);
         let evaluated = !results.is_empty();
         for r in results {
             st.results.insert(r.namespace.clone(), r);
@@ -197,6 +202,69 @@ impl Controller {
             }
         }
         result.findings.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// A PowerfulServiceAccount violation stands while the question is
+    /// pending again (after a restart the cache is empty): carried into the
+    /// desired finding, or the finding left as it is, so a restart neither
+    /// resolves it nor emits its Event again. Returns the findings to leave.
+    fn hold_pending_power(
+        &self,
+        st: &State,
+        ns: &str,
+        result: &mut NamespaceResult,
+        existing: Option<&BTreeMap<String, CronJobFinding>>,
+    ) -> BTreeSet<String> {
+        let mut held = BTreeSet::new();
+        let (Some(reviews), Some(existing)) = (&self.reviews, existing) else {
+            return held;
+        };
+        for (name, f) in existing {
+            let Some(s) = f.status.as_ref().filter(|s| s.state == FindingState::Open) else {
+                continue;
+            };
+            let Some(v) = s
+                .violations
+                .iter()
+                .find(|v| v.rule == Rule::PowerfulServiceAccount)
+            else {
+                continue;
+            };
+            let pod = match f.spec.subject.kind.as_str() {
+                "Job" => st
+                    .job(ns, &f.spec.subject.name)
+                    .and_then(|j| j.template.as_ref())
+                    .and_then(|t| t.pod.as_ref()),
+                _ => st.cronjob(ns, name).and_then(|c| c.pod.as_ref()),
+            };
+            let Some(pod) = pod else { continue };
+            if !pod.token_mounted || !reviews.is_pending(ns, &pod.service_account) {
+                continue;
+            }
+            match result.findings.iter_mut().find(|d| &d.name == name) {
+                Some(d) => {
+                    if !d
+                        .violations
+                        .iter()
+                        .any(|x| x.rule == Rule::PowerfulServiceAccount)
+                    {
+                        d.violations.push(Violation {
+                            first_seen: None,
+                            last_seen: None,
+                            ..v.clone()
+                        });
+                        d.violations.sort_by(|a, b| {
+                            (a.rule, &a.field, &a.baseline).cmp(&(b.rule, &b.field, &b.baseline))
+                        });
+                        d.severity = max_severity(&d.violations);
+                    }
+                }
+                None => {
+                    held.insert(name.clone());
+                }
+            }
+        }
+        held
     }
 
     fn update_gauges(&self, st: &State) {

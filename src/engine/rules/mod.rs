@@ -5,6 +5,7 @@
 //! NotInBaseline and ApprovedCronJobMissing are decided by matching itself
 //! (see [`baseline`]).
 
+pub mod access;
 pub mod baseline;
 pub mod commands;
 pub mod schedule;
@@ -38,6 +39,7 @@ pub const HEURISTICS: &[(Rule, Heuristic)] = &[
     (Rule::UnapprovedRegistry, template::unapproved_registry),
     (Rule::SensitiveNamespace, template::sensitive_namespace),
     (Rule::HistoryErasure, template::history_erasure),
+    (Rule::PowerfulServiceAccount, access::powerful),
 ];
 
 pub const CONSTRAINTS: &[(Rule, Constraint)] = &[
