@@ -203,6 +203,68 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         "bench: created 10,000 CronJobs, 100 baselines in {:.0}s",
         start.elapsed().as_secs_f64()
     );
+    // Three Jobs of each CronJob, as its controller would have made them
+    // (its template, a controller ownerReference with its uid), suspended
+    // so kube-controller-manager's job controller starts no pods.
+    let start_jobs = Instant::now();
+    let jobs_per_cronjob = std::env::var("E2E_JOBS_PER_CRONJOB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize);
+    let all_cronjobs = Api::<CronJob>::all(c.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .filter(|cj| cj.namespace().is_some_and(|n| n.starts_with("team-")))
+        .collect::<Vec<_>>();
+    let jobs: Vec<serde_json::Value> = all_cronjobs
+        .iter()
+        .flat_map(|cj| {
+            (0..jobs_per_cronjob).map(move |n| {
+                let mut spec = serde_json::to_value(&cj.spec.job_template.spec).unwrap();
+                spec["suspend"] = json!(true);
+                json!({
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {
+                        "name": format!("{}-{}", cj.name_any(), 29000000 + n),
+                        "namespace": cj.namespace(),
+                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                            "name": cj.name_any(), "uid": cj.uid(), "controller": true,
+                            "blockOwnerDeletion": true}],
+                    },
+                    "spec": spec,
+                })
+            })
+        })
+        .collect();
+    let job_count = jobs.len();
+    let results: Vec<Result<(), String>> = futures::stream::iter(jobs)
+        .map(|v| {
+            let client = client.clone();
+            async move {
+                let job: k8s_openapi::api::batch::v1::Job =
+                    serde_json::from_value(v).map_err(|e| e.to_string())?;
+                let api: Api<k8s_openapi::api::batch::v1::Job> =
+                    Api::namespaced(client, job.metadata.namespace.as_deref().unwrap());
+                api.create(&PostParams::default(), &job)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(format!("creating Jobs: {e}"));
+    }
+    println!(
+        "bench: created {job_count} Jobs in {:.0}s",
+        start_jobs.elapsed().as_secs_f64()
+    );
 
     // What the engine says the controller must write, offline.
     let mut inventory = Inventory {
@@ -372,6 +434,36 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     report.push((
         "scale: controller peak RSS (VmHWM), whole run".into(),
         mib(rss_kib(ctl.proc.child.id(), "VmHWM:")),
+    ));
+    let m = ctl.metrics().await;
+    let accounts: std::collections::BTreeSet<(String, String)> = inventory
+        .cronjobs
+        .iter()
+        .filter_map(|c| Some((c.namespace.clone(), c.pod.as_ref()?.service_account.clone())))
+        .collect();
+    report.push((
+        format!("scale: Jobs indexed ({job_count} created, {jobs_per_cronjob} per CronJob, all covered)"),
+        format!(
+            "{} Jobs, {} job findings",
+            metric(&m, "cronwarden_jobs_observed", ""),
+            team_findings()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter(|f| f.name_any().starts_with("job."))
+                .count()
+        ),
+    ));
+    report.push((
+        format!(
+            "scale: service-account reviews / SubjectAccessReviews, {} distinct service accounts, whole run (RBAC unchanged)",
+            accounts.len()
+        ),
+        format!(
+            "{} / {}",
+            metric(&m, "cronwarden_service_account_reviews_total", ""),
+            metric(&m, "cronwarden_subject_access_reviews_total", "")
+        ),
     ));
     Ok(())
 }
