@@ -442,7 +442,9 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         .filter_map(|c| Some((c.namespace.clone(), c.pod.as_ref()?.service_account.clone())))
         .collect();
     report.push((
-        format!("scale: Jobs indexed ({job_count} created, {jobs_per_cronjob} per CronJob, all covered)"),
+        format!(
+            "scale: Jobs indexed ({job_count} created, {jobs_per_cronjob} per CronJob, all covered)"
+        ),
         format!(
             "{} Jobs, {} job findings",
             metric(&m, "cronwarden_jobs_observed", ""),

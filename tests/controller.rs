@@ -614,3 +614,71 @@ fn reset_indexes_cronjobs_by_namespace_whatever_the_order() {
     assert_eq!(st.cronjob("b", "x").unwrap().schedule, "2");
     assert!(st.take_dirty().contains(&"b".to_owned()));
 }
+
+/// PowerfulServiceAccount asks the authorizer one SubjectAccessReview per
+/// permission, as the service account (user and groups), in its namespace
+/// for namespaced permissions, and cluster-wide only to place a grant.
+#[tokio::test]
+async fn service_account_review_is_one_subject_access_review_per_permission() {
+    use cronwarden::controller::access::Reviews;
+    use cronwarden::engine::power::CHECKS;
+    let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            assert_eq!(req.method(), "POST");
+            assert_eq!(
+                req.uri().path(),
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+            );
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            let mut sar: Value = serde_json::from_slice(&bytes).unwrap();
+            let a = &sar["spec"]["resourceAttributes"];
+            // Secrets may be read in `apps` only.
+            let allowed = a["resource"] == "secrets" && a["namespace"] == "apps";
+            seen2.lock().unwrap().push(sar.clone());
+            sar["status"] = json!({"allowed": allowed});
+            send.send_response(
+                Response::builder()
+                    .status(201)
+                    .body(Body::from(serde_json::to_vec(&sar).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let client = Client::new(svc, "default");
+    let metrics = Arc::new(cronwarden::telemetry::Metrics::default());
+    let reviews = Reviews::new(client, Duration::from_secs(600), 10_000.0, metrics);
+    let p = reviews.review("apps", "reader").await.unwrap();
+    assert_eq!(
+        p.describe("apps"),
+        "in namespace apps: get secrets, list secrets"
+    );
+    let seen = seen.lock().unwrap();
+    // 31 permissions, and the two granted ones asked again cluster-wide.
+    assert_eq!(seen.len(), CHECKS.len() + 2);
+    for sar in seen.iter() {
+        assert_eq!(sar["spec"]["user"], "system:serviceaccount:apps:reader");
+        assert_eq!(
+            sar["spec"]["groups"],
+            json!([
+                "system:serviceaccounts",
+                "system:serviceaccounts:apps",
+                "system:authenticated"
+            ])
+        );
+    }
+    let cluster_scoped = seen
+        .iter()
+        .filter(|s| s["spec"]["resourceAttributes"]["namespace"].is_null())
+        .count();
+    assert_eq!(
+        cluster_scoped,
+        CHECKS
+            .iter()
+            .filter(|c| c.cluster_scoped || c.verb == "*")
+            .count()
+            + 2
+    );
+}

@@ -127,7 +127,8 @@ impl Reviews {
         }
     }
 
-    async fn review(&self, ns: &str, sa: &str) -> Result<Power, String> {
+    /// One review: what `sa` of `ns` may do of [`CHECKS`].
+    pub async fn review(&self, ns: &str, sa: &str) -> Result<Power, String> {
         let mut p = Power::default();
         for c in CHECKS {
             // What is allowed cluster-wide is allowed in the namespace too:
