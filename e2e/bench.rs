@@ -35,6 +35,33 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Create namespaced objects, 32 requests in flight.
+async fn create_all<K>(client: &kube::Client, objects: Vec<K>) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let results: Vec<Result<(), String>> = futures::stream::iter(objects)
+        .map(|o| {
+            let client = client.clone();
+            async move {
+                let api: Api<K> =
+                    Api::namespaced(client, o.meta().namespace.as_deref().unwrap_or("default"));
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -179,26 +206,17 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
     c.apply(&wide("zzz-*"))?;
     let values = synthetic::cronjobs(&spec);
     let client = c.client.clone();
-    let results: Vec<Result<(), String>> = futures::stream::iter(values.clone())
+    let cronjobs: Vec<CronJob> = values
+        .iter()
         .map(|v| {
-            let client = client.clone();
-            async move {
-                let mut cj: CronJob = serde_json::from_value(v).map_err(|e| e.to_string())?;
-                cj.metadata.uid = None;
-                let api: Api<CronJob> =
-                    Api::namespaced(client, cj.metadata.namespace.as_deref().unwrap());
-                api.create(&PostParams::default(), &cj)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
+            let mut cj: CronJob = serde_json::from_value(v.clone()).unwrap();
+            cj.metadata.uid = None;
+            cj
         })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        return Err(format!("creating CronJobs: {e}"));
-    }
+        .collect();
+    create_all(&client, cronjobs)
+        .await
+        .map_err(|e| format!("creating CronJobs: {e}"))?;
     println!(
         "bench: created 10,000 CronJobs, 100 baselines in {:.0}s",
         start.elapsed().as_secs_f64()
@@ -241,26 +259,13 @@ async fn scale(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), St
         })
         .collect();
     let job_count = jobs.len();
-    let results: Vec<Result<(), String>> = futures::stream::iter(jobs)
-        .map(|v| {
-            let client = client.clone();
-            async move {
-                let job: k8s_openapi::api::batch::v1::Job =
-                    serde_json::from_value(v).map_err(|e| e.to_string())?;
-                let api: Api<k8s_openapi::api::batch::v1::Job> =
-                    Api::namespaced(client, job.metadata.namespace.as_deref().unwrap());
-                api.create(&PostParams::default(), &job)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-        return Err(format!("creating Jobs: {e}"));
-    }
+    let jobs: Vec<k8s_openapi::api::batch::v1::Job> = jobs
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    create_all(&client, jobs)
+        .await
+        .map_err(|e| format!("creating Jobs: {e}"))?;
     println!(
         "bench: created {job_count} Jobs in {:.0}s",
         start_jobs.elapsed().as_secs_f64()

@@ -471,6 +471,12 @@ impl Cluster {
             "cronwarden-system",
             "--duration=6h",
         ])?;
+        self.sa_kubeconfig = self.token_kubeconfig("sa", token.trim())?;
+        Ok(())
+    }
+
+    /// A kubeconfig that authenticates with `token` only (a ServiceAccount's).
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf, String> {
         let server = self.kubectl(&[
             "config",
             "view",
@@ -478,10 +484,9 @@ impl Cluster {
             "-o",
             "jsonpath={.clusters[0].cluster.server}",
         ])?;
-        let sa = self.dir.path().join("sa.kubeconfig");
-        std::fs::write(&sa, kubeconfig_for(&server, token.trim())).unwrap();
-        self.sa_kubeconfig = sa;
-        Ok(())
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, kubeconfig_for(&server, token)).unwrap();
+        Ok(path)
     }
 
     /// The API server loads a new admission policy asynchronously: wait

@@ -97,11 +97,9 @@ fn parse_override(s: &str) -> Result<(Rule, Severity), String> {
     Ok((parse_rule(r)?, parse_severity(v)?))
 }
 
+/// What `scan` and `audit` share: the output, the exit code, the engine.
 #[derive(Args, Debug)]
-pub struct ScanArgs {
-    /// Files or folders (recursive *.yaml, *.yml, *.json); `-` reads stdin.
-    #[arg(required = true)]
-    pub paths: Vec<PathBuf>,
+pub struct ReportArgs {
     #[arg(long, short, value_enum, default_value = "table")]
     pub output: Format,
     /// Exit 1 when a finding is at or above this severity.
@@ -112,20 +110,24 @@ pub struct ScanArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or folders (recursive *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Audit log files (JSON lines of audit.k8s.io/v1 Event or EventList; gzip is detected); `-` reads stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Baseline manifests (files or folders) to evaluate against; none = heuristics and NotInBaseline only where a baseline governs.
+    /// Baseline manifests (files or folders) to evaluate against; none = the heuristics only.
     #[arg(long = "baselines")]
     pub baselines: Vec<PathBuf>,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: Format,
-    /// Exit 1 when a finding is at or above this severity.
-    #[arg(long, default_value = "high", value_parser = parse_severity)]
-    pub fail_on: Severity,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub report: ReportArgs,
 }
 
 #[derive(Args, Debug)]

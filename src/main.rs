@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Scan(args) => {
-            let engine = match Engine::new(args.engine.settings()) {
+            let engine = match Engine::new(args.report.engine.settings()) {
                 Ok(e) => e,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -77,14 +77,14 @@ fn main() -> ExitCode {
             };
             let result = scan::scan_paths(&engine, &args.paths);
             let now = Time(k8s_openapi::jiff::Timestamp::now());
-            print_out(&scan::render(&result, args.output, &now));
+            print_out(&scan::render(&result, args.report.output, &now));
             for e in &result.errors {
                 eprintln!("error: {e}");
             }
-            result.exit_code(args.fail_on)
+            result.exit_code(args.report.fail_on)
         }
         Command::Audit(args) => {
-            let engine = match Engine::new(args.engine.settings()) {
+            let engine = match Engine::new(args.report.engine.settings()) {
                 Ok(e) => e,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -92,8 +92,8 @@ fn main() -> ExitCode {
                 }
             };
             let report = audit::offline::audit_paths(&engine, &args.baselines, &args.paths);
-            print_out(&audit::offline::render(&report, args.output));
-            if args.output != scan::Format::Table {
+            print_out(&audit::offline::render(&report, args.report.output));
+            if args.report.output != scan::Format::Table {
                 for n in audit::offline::notes(&report) {
                     eprintln!("note: {n}");
                 }
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             for e in &report.scan.errors {
                 eprintln!("error: {e}");
             }
-            report.exit_code(args.fail_on)
+            report.exit_code(args.report.fail_on)
         }
         Command::Baseline(BaselineCommand::Snapshot(args)) => snapshot_command(args),
     };

@@ -66,15 +66,7 @@ pub(super) async fn actor_from_log_and_webhook(c: &Cluster, ctl: &mut Ctl) -> Re
     let token = c.kubectl(&["create", "token", "deployer", "-n", ns, "--duration=1h"])?;
     let token = token.trim();
     let sa_user = format!("system:serviceaccount:{ns}:deployer");
-    let kc = c.dir.path().join("deployer.kubeconfig");
-    let server = c.kubectl(&[
-        "config",
-        "view",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.server}",
-    ])?;
-    std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster: {{server: {server}, insecure-skip-tls-verify: true}}\nusers:\n- name: d\n  user: {{token: {token}}}\ncontexts:\n- name: d\n  context: {{cluster: e, user: d}}\ncurrent-context: d\n")).unwrap();
+    let kc = c.token_kubeconfig("deployer", token)?;
     let manifest = |name: &str| {
         let p = c.dir.path().join(format!("{name}.yaml"));
         // Every minute: HighFrequencySchedule, so there is a finding.

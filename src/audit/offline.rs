@@ -27,7 +27,7 @@ use crate::engine::jobs::{JobView, lineage};
 use crate::engine::{CompiledBaseline, DesiredFinding, Engine, Evaluation, order};
 use crate::error::{InputError, Source};
 use crate::manifest::Loaded;
-use crate::scan::{EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_FINDINGS, Format, ScanResult};
+use crate::scan::{Format, ScanResult};
 
 /// The service account the cronjob controller writes Jobs as.
 const CRONJOB_CONTROLLER: &str = "system:serviceaccount:kube-system:cronjob-controller";
@@ -72,20 +72,9 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
+    /// `scan`'s exit codes.
     pub fn exit_code(&self, fail_on: Severity) -> i32 {
-        if !self.scan.errors.is_empty() {
-            EXIT_BAD_INPUT
-        } else if self
-            .scan
-            .evaluation
-            .findings
-            .iter()
-            .any(|f| f.severity >= fail_on)
-        {
-            EXIT_FINDINGS
-        } else {
-            EXIT_CLEAN
-        }
+        self.scan.exit_code(fail_on)
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ScanResult {
 }
 
 impl ScanResult {
+    /// 2 on bad input, else 1 when a finding is at or above `fail_on`, else 0
+    /// (`audit` answers the same way).
     pub fn exit_code(&self, fail_on: Severity) -> i32 {
         if !self.errors.is_empty() {
             EXIT_BAD_INPUT
