@@ -327,3 +327,18 @@ fn the_index_keeps_a_covered_job_small_and_quiet() {
     st.delete_job("team-a", "manual-1");
     assert_eq!(st.job_count(), 0);
 }
+
+#[test]
+fn a_covered_job_is_compacted_as_it_arrives() {
+    use cronwarden::controller::observe::index::State;
+    let mut st = State::default();
+    st.apply_cronjob(cronjob_view());
+    assert!(st.compact_job(job(unannotated)).template.is_none());
+    // A manual run, or a forgery, keeps what the heuristics read.
+    assert!(st.compact_job(job(|_| {})).template.is_some());
+    let forged = job(|v| {
+        unannotated(v);
+        v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example.com/x:1");
+    });
+    assert!(st.compact_job(forged).template.is_some());
+}

@@ -145,6 +145,30 @@ impl State {
         self.jobs.values().map(BTreeMap::len).sum()
     }
 
+    pub fn is_synced(&self, kind: Kind) -> bool {
+        self.synced[kind as usize]
+    }
+
+    /// A Job its CronJob covers, as it arrives: its pod projection is
+    /// dropped at once (the initial list of a cluster's Jobs is never held
+    /// whole). Needs the CronJobs indexed: the Job watch starts after them.
+    pub fn compact_job(&self, mut job: JobView) -> JobView {
+        if job.template.is_none() {
+            return job;
+        }
+        let claimed = job.claim.as_ref().map(|c| c.cronjob.as_str());
+        let l = crate::engine::jobs::lineage(
+            &job,
+            claimed.and_then(|c| self.cronjob(&job.namespace, c)),
+            claimed.and_then(|c| self.histories.get(&job.namespace).and_then(|h| h.get(c))),
+            true,
+        );
+        if l == crate::engine::jobs::Lineage::Covered {
+            job.template = None;
+        }
+        job
+    }
+
     pub fn set_synced(&mut self, kind: Kind) {
         self.synced[kind as usize] = true;
         self.all_dirty = true;

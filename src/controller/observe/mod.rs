@@ -34,6 +34,12 @@ pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + '
     fn apply(st: &mut State, engine: &Engine, item: Self::Item);
     fn delete(st: &mut State, item: &Self::Item);
     fn reset(st: &mut State, engine: &Engine, all: Vec<Self::Item>);
+    /// A watch whose first list must be indexed before this one starts.
+    const AFTER: Option<Kind> = None;
+    /// Shrink an item as it arrives, given the index.
+    fn compact(_st: &State, item: Self::Item) -> Self::Item {
+        item
+    }
 }
 
 impl Watched for CronJob {
@@ -56,7 +62,11 @@ impl Watched for CronJob {
 /// Jobs, projected (SPEC 3.6); a covered one later keeps only its lineage.
 impl Watched for Job {
     const KIND: Kind = Kind::Jobs;
+    const AFTER: Option<Kind> = Some(Kind::CronJobs);
     type Item = JobView;
+    fn compact(st: &State, v: JobView) -> JobView {
+        st.compact_job(v)
+    }
     fn project(o: Self) -> JobView {
         JobView::from(o)
     }
@@ -139,11 +149,26 @@ impl Watched for CronJobFinding {
 /// Feed one watch into the index. The watcher relists on 410 Gone and
 /// backs off on errors; a malformed object is logged, never fatal.
 pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<Notify>) {
+    if let Some(after) = K::AFTER {
+        while !ctl
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_synced(after)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .boxed();
     let mut buffer: Vec<K::Item> = Vec::new();
-    let project = |o: K| watched(&ctl.args, &o).then(|| K::project(o));
+    let project = |o: K| {
+        watched(&ctl.args, &o).then(|| {
+            let item = K::project(o);
+            K::compact(&ctl.state.lock().unwrap_or_else(|e| e.into_inner()), item)
+        })
+    };
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => buffer.clear(),
