@@ -564,31 +564,20 @@ impl Analyzer<'_> {
     fn fetcher(&mut self, name: &str, argv: &[Val], stdin: Val) -> Out {
         let spec = fetcher_spec(name);
         let mut urls: Vec<Val> = Vec::new();
-        let mut output: Option<String> = None;
-        let mut to_stdout = spec.stdout_by_default;
-        let mut remote_name = !spec.stdout_by_default;
-        let mut dir: Option<String> = None;
-        let mut data = Taint::default();
-        let mut data_files: Vec<String> = Vec::new();
+        let mut f = Fetch::new(&spec);
         let mut mentions_binding = false;
         let mut i = 1;
         while i < argv.len() {
             let a = argv[i].text.as_str();
             let value = |j: usize| argv.get(j).cloned().unwrap_or_default();
             if let Some((opt, v)) = a.split_once('=').filter(|(o, _)| o.starts_with("--")) {
-                self.fetch_option(
+                f.option(
                     &spec,
                     opt,
                     &Val {
                         text: v.to_owned(),
                         ..argv[i].clone()
                     },
-                    &mut output,
-                    &mut to_stdout,
-                    &mut remote_name,
-                    &mut dir,
-                    &mut data,
-                    &mut data_files,
                 );
                 if opt == "--url" {
                     urls.push(Val::lit(v));
@@ -604,22 +593,12 @@ impl Analyzer<'_> {
                     if a == "--url" {
                         urls.push(v.clone());
                     }
-                    self.fetch_option(
-                        &spec,
-                        a,
-                        &v,
-                        &mut output,
-                        &mut to_stdout,
-                        &mut remote_name,
-                        &mut dir,
-                        &mut data,
-                        &mut data_files,
-                    );
+                    f.option(&spec, a, &v);
                     i += 2;
                 } else {
                     if matches!(a, "--remote-name" | "--remote-name-all") {
-                        remote_name = true;
-                        to_stdout = false;
+                        f.remote_name = true;
+                        f.to_stdout = false;
                     }
                     i += 1;
                 }
@@ -643,22 +622,12 @@ impl Analyzer<'_> {
                         };
                         mentions_binding |= v.text.contains("cluster-admin");
                         let opt = format!("-{c}");
-                        self.fetch_option(
-                            &spec,
-                            &opt,
-                            &v,
-                            &mut output,
-                            &mut to_stdout,
-                            &mut remote_name,
-                            &mut dir,
-                            &mut data,
-                            &mut data_files,
-                        );
+                        f.option(&spec, &opt, &v);
                         break;
                     }
                     if *c == 'O' && spec.name == "curl" {
-                        remote_name = true;
-                        to_stdout = false;
+                        f.remote_name = true;
+                        f.to_stdout = false;
                     }
                 }
                 i += if consumed_next { 2 } else { 1 };
@@ -666,28 +635,28 @@ impl Analyzer<'_> {
             }
             urls.push(argv[i].clone());
             if spec.name == "lwp-download" && urls.len() == 2 {
-                output = Some(a.to_owned());
+                f.output = Some(a.to_owned());
                 urls.pop();
             }
             i += 1;
         }
         // The data it sends.
-        data = data.union(stdin_if_sent(&data_files, &stdin));
-        for f in &data_files {
-            if let Some(what) = credential(f) {
-                data.cred = Some(what);
+        f.data = f.data.union(stdin_if_sent(&f.data_files, &stdin));
+        for file in &f.data_files {
+            if let Some(what) = credential(file) {
+                f.data.cred = Some(what);
             }
-            if let Some(t) = self.files.get(f.as_str()).map(|v| v.taint) {
-                data = data.union(t);
+            if let Some(t) = self.files.get(file.as_str()).map(|v| v.taint) {
+                f.data = f.data.union(t);
             }
         }
         for v in argv[1..].iter() {
             if v.taint.cred.is_some() {
-                data.cred = data.cred.or(v.taint.cred);
+                f.data.cred = f.data.cred.or(v.taint.cred);
             }
         }
         let hosts: Vec<&str> = urls.iter().filter_map(|u| host_of(&u.text)).collect();
-        self.credential_sink(name, data, &hosts);
+        self.credential_sink(name, f.data, &hosts);
         if mentions_binding && urls.iter().any(|u| u.text.contains("rolebindings")) {
             self.hit(
                 Category::ClusterTakeover,
@@ -708,14 +677,14 @@ impl Analyzer<'_> {
             }
         }
         let fetched = Val::opaque(got);
-        if output.as_deref() == Some("-") {
-            to_stdout = true;
-            output = None;
+        if f.output.as_deref() == Some("-") {
+            f.to_stdout = true;
+            f.output = None;
         }
-        if let Some(path) = output {
+        if let Some(path) = f.output {
             self.write_file(&path, fetched.clone());
-            to_stdout = false;
-        } else if remote_name {
+            f.to_stdout = false;
+        } else if f.remote_name {
             for u in &urls {
                 let base = u
                     .text
@@ -731,7 +700,7 @@ impl Analyzer<'_> {
                 } else {
                     base
                 };
-                let path = match &dir {
+                let path = match &f.dir {
                     Some(d) => format!("{}/{base}", d.trim_end_matches('/')),
                     None => base,
                 };
@@ -739,51 +708,8 @@ impl Analyzer<'_> {
             }
         }
         Out {
-            stdout: if to_stdout { fetched } else { Val::default() },
+            stdout: if f.to_stdout { fetched } else { Val::default() },
             kind: Kind::Other,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn fetch_option(
-        &mut self,
-        spec: &FetcherSpec,
-        opt: &str,
-        v: &Val,
-        output: &mut Option<String>,
-        to_stdout: &mut bool,
-        remote_name: &mut bool,
-        dir: &mut Option<String>,
-        data: &mut Taint,
-        data_files: &mut Vec<String>,
-    ) {
-        if spec.output.contains(&opt) {
-            *output = Some(v.text.clone());
-            *to_stdout = v.text == "-";
-            *remote_name = false;
-        } else if spec.dir.contains(&opt) {
-            *dir = Some(v.text.clone());
-        } else if spec.data.contains(&opt) {
-            *data = data.union(v.taint);
-            // `-d @file`, `-F name=@file`, `--post-file=file`, `-T file`.
-            let text = v.text.as_str();
-            let file = if let Some(f) = text.strip_prefix('@') {
-                Some(f)
-            } else if let Some((_, f)) = text.split_once("=@").or_else(|| text.split_once("=<")) {
-                Some(f.split(';').next().unwrap_or(f))
-            } else if spec.file_data.contains(&opt) {
-                Some(text)
-            } else {
-                None
-            };
-            if let Some(f) = file {
-                data_files.push(f.to_owned());
-            }
-            if let Some(what) = credential(text) {
-                data.cred = Some(what);
-            }
-        } else if opt == "-H" || opt == "--header" {
-            *data = data.union(v.taint);
         }
     }
 
@@ -1214,6 +1140,62 @@ impl Analyzer<'_> {
             data = data.union(stdin.taint);
         }
         self.credential_sink(name, data, &[]);
+    }
+}
+
+/// What a fetcher's options say so far: where the download goes and what
+/// the request carries.
+struct Fetch {
+    output: Option<String>,
+    to_stdout: bool,
+    remote_name: bool,
+    dir: Option<String>,
+    data: Taint,
+    data_files: Vec<String>,
+}
+
+impl Fetch {
+    fn new(spec: &FetcherSpec) -> Fetch {
+        Fetch {
+            output: None,
+            to_stdout: spec.stdout_by_default,
+            remote_name: !spec.stdout_by_default,
+            dir: None,
+            data: Taint::default(),
+            data_files: Vec::new(),
+        }
+    }
+
+    /// One option with its value.
+    fn option(&mut self, spec: &FetcherSpec, opt: &str, v: &Val) {
+        if spec.output.contains(&opt) {
+            self.output = Some(v.text.clone());
+            self.to_stdout = v.text == "-";
+            self.remote_name = false;
+        } else if spec.dir.contains(&opt) {
+            self.dir = Some(v.text.clone());
+        } else if spec.data.contains(&opt) {
+            self.data = self.data.union(v.taint);
+            // `-d @file`, `-F name=@file`, `--post-file=file`, `-T file`.
+            let text = v.text.as_str();
+            let file = if let Some(f) = text.strip_prefix('@') {
+                Some(f)
+            } else if let Some((_, f)) = text.split_once("=@").or_else(|| text.split_once("=<")) {
+                Some(f.split(';').next().unwrap_or(f))
+            } else if spec.file_data.contains(&opt) {
+                Some(text)
+            } else {
+                None
+            };
+            if let Some(f) = file {
+                self.data_files.push(f.to_owned());
+            }
+            if let Some(what) = credential(text) {
+                self.data.cred = Some(what);
+            }
+        } else if opt == "-H" || opt == "--header" {
+            self.data = self.data.union(v.taint);
+        }
     }
 }
 
