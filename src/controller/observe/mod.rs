@@ -4,8 +4,8 @@
 pub mod index;
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -36,8 +36,9 @@ pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + '
     fn reset(st: &mut State, engine: &Engine, all: Vec<Self::Item>);
     /// A watch whose first list must be indexed before this one starts.
     const AFTER: Option<Kind> = None;
-    /// Shrink an item as it arrives, given the index.
-    fn compact(_st: &State, item: Self::Item) -> Self::Item {
+    /// Shrink an item as it arrives, given the index (locked only by the
+    /// kinds that need it).
+    fn compact(_st: &Mutex<State>, item: Self::Item) -> Self::Item {
         item
     }
 }
@@ -64,8 +65,8 @@ impl Watched for Job {
     const KIND: Kind = Kind::Jobs;
     const AFTER: Option<Kind> = Some(Kind::CronJobs);
     type Item = JobView;
-    fn compact(st: &State, v: JobView) -> JobView {
-        st.compact_job(v)
+    fn compact(st: &Mutex<State>, v: JobView) -> JobView {
+        st.lock().unwrap_or_else(|e| e.into_inner()).compact_job(v)
     }
     fn project(o: Self) -> JobView {
         JobView::from(o)
@@ -163,12 +164,7 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
         .default_backoff()
         .boxed();
     let mut buffer: Vec<K::Item> = Vec::new();
-    let project = |o: K| {
-        watched(&ctl.args, &o).then(|| {
-            let item = K::project(o);
-            K::compact(&ctl.state.lock().unwrap_or_else(|e| e.into_inner()), item)
-        })
-    };
+    let project = |o: K| watched(&ctl.args, &o).then(|| K::compact(&ctl.state, K::project(o)));
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => buffer.clear(),
