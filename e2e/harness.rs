@@ -517,7 +517,15 @@ impl Cluster {
     }
 
     /// Start `cronwarden run` as the ServiceAccount.
-    pub fn controller(&self, name: &str, metrics_port: u16, extra: &[&str]) -> Proc {
+    /// `/metrics` is plain HTTP without authentication (`--metrics-insecure`)
+    /// on `metrics_port`; `/healthz`, `/readyz` are on `probe_port`.
+    pub fn controller(
+        &self,
+        name: &str,
+        metrics_port: u16,
+        probe_port: u16,
+        extra: &[&str],
+    ) -> Proc {
         // E2E_CONTROLLER_WRAPPER runs the scale benchmark's controller under
         // a profiler, e.g. `heaptrack` with a `--features sysalloc` build.
         let mut cmd = match std::env::var("E2E_CONTROLLER_WRAPPER") {
@@ -530,6 +538,8 @@ impl Cluster {
         };
         cmd.arg("run")
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
+            .arg("--metrics-insecure")
             .args([
                 "--resync",
                 "2s",
@@ -598,7 +608,7 @@ pub fn free_metrics_port() -> u16 {
     free_port()
 }
 
-/// GET a path from a local HTTP endpoint (the controller's metrics port).
+/// GET a path from a local HTTP endpoint (the controller's metrics or probe port).
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))

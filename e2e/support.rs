@@ -17,12 +17,17 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Ctl {
     pub proc: Proc,
+    /// `/healthz` and `/readyz`.
     pub port: u16,
+    /// `/metrics` (plain HTTP: `--metrics-insecure`).
+    pub metrics_port: u16,
 }
 
 impl Ctl {
     pub async fn metrics(&self) -> String {
-        http_get(self.port, "/metrics").await.unwrap_or_default()
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn rounds(&self) -> f64 {
@@ -272,10 +277,12 @@ impl Cluster {
     }
 
     pub fn start_controller(&self, name: &str, extra: &[&str]) -> Ctl {
+        let metrics_port = free_metrics_port();
         let port = free_metrics_port();
         Ctl {
-            proc: self.controller(name, port, extra),
+            proc: self.controller(name, metrics_port, port, extra),
             port,
+            metrics_port,
         }
     }
 

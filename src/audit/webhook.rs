@@ -165,7 +165,8 @@ where
     }
 }
 
-fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// Every certificate of a PEM file (at least one).
+pub(crate) fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -173,6 +174,33 @@ fn read_pem_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         anyhow::bail!("{}: no PEM certificate in it", path.display());
     }
     Ok(certs)
+}
+
+/// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn read_pem_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The ring provider, rustls' safe protocol versions, one certificate, and
+/// only HTTP/1.1 offered (ALPN).
+pub(crate) fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_auth {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The TLS settings from the flags: server certificate, and client
@@ -183,13 +211,9 @@ pub fn tls_config(
     client_ca: Option<&Path>,
     token_too: bool,
 ) -> anyhow::Result<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_pem_certs(cert).map_err(|e| anyhow::anyhow!("--audit-webhook-cert: {e}"))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("--audit-webhook-key: {}: {e}", key.display()))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = match client_ca {
+    let key = read_pem_key(key).map_err(|e| anyhow::anyhow!("--audit-webhook-key: {e}"))?;
+    let client_auth = match client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in
@@ -201,22 +225,82 @@ pub fn tls_config(
             }
             let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
-                provider,
+                provider(),
             );
             let v = if token_too {
                 v.allow_unauthenticated()
             } else {
                 v
             };
-            builder.with_client_cert_verifier(v.build()?)
+            Some(v.build()?)
         }
-        None => builder.with_no_client_auth(),
+        None => None,
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| anyhow::anyhow!("--audit-webhook-cert/--audit-webhook-key: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    server_config(chain, key, client_auth)
+        .map_err(|e| anyhow::anyhow!("--audit-webhook-cert/--audit-webhook-key: {e}"))
+}
+
+/// Accept connections on `listener` for ever and serve each over TLS with
+/// HTTP/1.1, with the service `service` makes from the finished handshake.
+/// `refused` is called for each handshake that fails; a handshake gets 10 s,
+/// request headers 30 s.
+pub(crate) fn spawn_https<M, S, B>(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    config: rustls::ServerConfig,
+    refused: impl Fn() + Send + Sync + 'static,
+    service: M,
+) where
+    M: Fn(&rustls::ServerConnection) -> S + Send + Sync + 'static,
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let refused = Arc::new(refused);
+    let service = Arc::new(service);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "{what} accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let refused = refused.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        // A missing or unknown client certificate ends here.
+                        debug!(%peer, error = %e, "{what} TLS handshake failed");
+                        refused();
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let svc = service(tls.get_ref().1);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(tls), svc);
+                if let Err(e) = conn.await {
+                    debug!(%peer, error = %e, "{what} connection");
+                }
+            });
+        }
+    });
 }
 
 /// Bind and serve; errors in the flags or the bind come back at once.
@@ -250,58 +334,27 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("--audit-webhook-addr {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     info!(addr = %bound, mtls = args.webhook_client_ca.is_some(), token = args.webhook_token_file.is_some(), "serving the audit webhook");
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "audit webhook accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
+    let refused = sink.clone();
+    spawn_https(
+        "audit webhook",
+        listener,
+        config,
+        move || {
+            let m = refused.metrics();
+            m.audit(&m.audit_rejected, "webhook", "unauthenticated");
+        },
+        move |tls| {
+            let client_cert = tls.peer_certificates().is_some_and(|c| !c.is_empty());
             let gate = gate.clone();
             let sink = sink.clone();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        // A missing or unknown client certificate ends here.
-                        debug!(%peer, error = %e, "audit webhook TLS handshake failed");
-                        sink.metrics().audit(
-                            &sink.metrics().audit_rejected,
-                            "webhook",
-                            "unauthenticated",
-                        );
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let client_cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|c| !c.is_empty());
-                let svc = hyper::service::service_fn(move |req| {
-                    let gate = gate.clone();
-                    let sink = sink.clone();
-                    async move { Ok::<_, Infallible>(respond(&gate, &sink, req, client_cert).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(tls), svc);
-                if let Err(e) = conn.await {
-                    debug!(%peer, error = %e, "audit webhook connection");
-                }
-            });
-        }
-    });
+            hyper::service::service_fn(move |req| {
+                let gate = gate.clone();
+                let sink = sink.clone();
+                async move { Ok::<_, Infallible>(respond(&gate, &sink, req, client_cert).await) }
+            })
+        },
+    );
     Ok(bound)
 }
 
