@@ -195,9 +195,21 @@ pub struct RunArgs {
     /// Allow baselines with `enforcement: Suspend` to suspend CronJobs.
     #[arg(long, env = "CRONWARDEN_ALLOW_ENFORCEMENT")]
     pub allow_enforcement: bool,
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of /metrics: HTTPS, for callers the API server authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview).
     #[arg(long, env = "CRONWARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// PEM certificate chain of /metrics (default: a self-signed one made at start-up).
+    #[arg(long, env = "CRONWARDEN_METRICS_CERT", requires = "metrics_key")]
+    pub metrics_cert: Option<PathBuf>,
+    /// PEM private key of --metrics-cert.
+    #[arg(long, env = "CRONWARDEN_METRICS_KEY", requires = "metrics_cert")]
+    pub metrics_key: Option<PathBuf>,
+    /// Serve /metrics over plain HTTP to anyone, without authentication (local runs).
+    #[arg(long, env = "CRONWARDEN_METRICS_INSECURE", conflicts_with_all = ["metrics_cert", "metrics_key"])]
+    pub metrics_insecure: bool,
+    /// Address of /healthz and /readyz (plain HTTP).
+    #[arg(long, env = "CRONWARDEN_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    pub probe_addr: std::net::SocketAddr,
     #[arg(
         long,
         env = "CRONWARDEN_LOG_FORMAT",
@@ -220,6 +232,7 @@ pub struct RunArgs {
     /// Holder identity (default: the Pod name, else the host name and PID).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// How long a Lease lasts without renewal; the holder renews at half of it and stops writing at three quarters (its renew deadline), before another replica may take it.
     #[arg(long, env = "CRONWARDEN_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// API writes in flight at once.
@@ -240,6 +253,15 @@ pub struct RunArgs {
     /// SubjectAccessReviews per second at most.
     #[arg(long, env = "CRONWARDEN_SAR_QPS", default_value_t = 20.0)]
     pub sar_qps: f64,
+    /// Longest backoff before a key (namespace) whose writes failed is retried.
+    #[arg(long, env = "CRONWARDEN_RETRY_MAX", default_value = "60s", value_parser = parse_duration)]
+    pub retry_max: Duration,
+    /// Suspensions per minute at most, cluster-wide (enforcement's rate cap).
+    #[arg(long, env = "CRONWARDEN_ENFORCEMENT_RATE", default_value_t = 10)]
+    pub enforcement_rate: u32,
+    /// /healthz fails when a watch has been failing, or the reconcile loop has not come round, for this long.
+    #[arg(long, env = "CRONWARDEN_HEALTH_STALL", default_value = "3m", value_parser = parse_duration)]
+    pub health_stall: Duration,
     #[command(flatten)]
     pub audit: AuditSourceArgs,
 }

@@ -115,6 +115,15 @@ pub enum ControllerError {
         #[source]
         source: kube::Error,
     },
+    /// This replica may not write: its Lease may lapse before the write lands.
+    #[error("{action} {object}: not leading (the Lease may be held by another replica)")]
+    NotLeading {
+        action: &'static str,
+        object: String,
+    },
+    /// Enforcement's rate cap (SPEC 6) is reached; the suspension waits.
+    #[error("suspend {object}: enforcement rate cap reached; will retry")]
+    RateCapped { object: String },
 }
 
 impl ControllerError {
@@ -124,6 +133,7 @@ impl ControllerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ControllerError::Api { source, .. } => retryable(source),
+            ControllerError::NotLeading { .. } | ControllerError::RateCapped { .. } => true,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +50,12 @@ pub struct AuditLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// allowed | unauthenticated | forbidden | error
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub error: String,
 }
@@ -72,7 +78,20 @@ pub struct Metrics {
     pub audit_rejected: Family<AuditLabels, Counter>,
     pub audit_dropped: Counter,
     pub audit_kept: Gauge,
+    pub backoff_keys: Gauge,
+    pub pending_events: Gauge,
+    pub rounds: Counter,
+    pub watch_errors: Family<KindLabel, Counter>,
+    /// Requests to /metrics by the API server's answer.
+    pub metrics_auth: Family<ResultLabel, Counter>,
     pub ready: AtomicBool,
+    /// What /healthz judges (SPEC 5.1, 5.3).
+    pub health: crate::controller::health::Health,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
 }
 
 impl Default for Metrics {
@@ -164,8 +183,44 @@ impl Default for Metrics {
             "Audited writes held in the attribution window",
             audit_kept.clone(),
         );
+        let backoff_keys = Gauge::default();
+        registry.register(
+            "backoff_keys",
+            "Keys (namespaces) whose writes failed, waiting out their backoff",
+            backoff_keys.clone(),
+        );
+        let pending_events = Gauge::default();
+        registry.register(
+            "events_pending",
+            "Events owed by transitions and not yet written (kept in findings' status.pendingEvents)",
+            pending_events.clone(),
+        );
+        let rounds = Counter::default();
+        registry.register(
+            "reconcile_rounds",
+            "Reconcile rounds completed by the leader",
+            rounds.clone(),
+        );
+        let watch_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Watch errors by kind (each is followed by a retry with backoff)",
+            watch_errors.clone(),
+        );
+        let metrics_auth = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "metrics_auth",
+            "Requests to /metrics by the API server's answer (allowed, unauthenticated, forbidden, error)",
+            metrics_auth.clone(),
+        );
         Metrics {
             registry,
+            metrics_auth,
+            backoff_keys,
+            pending_events,
+            rounds,
+            watch_errors,
+            health: Default::default(),
             power_reviews,
             sars,
             audit_received,
@@ -213,6 +268,14 @@ impl Metrics {
             .inc();
     }
 
+    pub fn metrics_auth(&self, result: &str) {
+        self.metrics_auth
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -220,7 +283,9 @@ impl Metrics {
     }
 }
 
-async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+/// Every metric in OpenMetrics text: what `/metrics` answers a caller
+/// allowed to read it.
+pub fn metrics_response(m: &Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -228,10 +293,20 @@ async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         )],
         m.encode(),
     )
+        .into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn serve_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    metrics_response(&m)
+}
+
+/// 500 with the reason when a watch has been failing or the reconcile loop
+/// has stalled for longer than `--health-stall` (SPEC 5.1).
+async fn healthz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.health.check() {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+    }
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -245,9 +320,17 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+/// `/metrics` to anyone over plain HTTP: `--metrics-insecure` only. The
+/// protected server is [`crate::controller::metrics_auth`].
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
+        .with_state(metrics)
+}
+
+/// `/healthz` and `/readyz` over plain HTTP, for the kubelet (`--probe-addr`).
+pub fn probe_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(metrics)

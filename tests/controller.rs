@@ -39,11 +39,21 @@ struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
     errors: Arc<Mutex<VecDeque<u16>>>,
     objects: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// Event creates to refuse with 403, status writes to fail with 500.
+    refuse: Arc<Mutex<(u32, u32)>>,
 }
 
 impl Fake {
     fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    fn refuse_events(&self, n: u32) {
+        self.refuse.lock().unwrap().0 = n;
+    }
+
+    fn fail_on_status(&self, n: u32) {
+        self.refuse.lock().unwrap().1 = n;
     }
 
     fn fail_next(&self, codes: &[u16]) {
@@ -66,7 +76,38 @@ impl Fake {
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code}),
             );
         }
+        {
+            let mut r = self.refuse.lock().unwrap();
+            if seen.path.contains("/events") && r.0 > 0 {
+                r.0 -= 1;
+                return (
+                    403,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403}),
+                );
+            }
+            if seen.path.contains("/status?") && r.1 > 0 {
+                r.1 -= 1;
+                return (
+                    500,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500}),
+                );
+            }
+        }
         if seen.path.contains("/events") {
+            // Events are created under a fixed name: a second create of
+            // the same name is refused, as a real server does.
+            let key = format!(
+                "event/{}",
+                seen.body["metadata"]["name"].as_str().unwrap_or("")
+            );
+            let mut objects = self.objects.lock().unwrap();
+            if objects.contains_key(&key) {
+                return (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409}),
+                );
+            }
+            objects.insert(key, seen.body.clone());
             return (201, seen.body.clone());
         }
         let base = seen
@@ -88,6 +129,21 @@ impl Fake {
             .get(&base)
             .cloned()
             .unwrap_or_else(|| json!({"metadata": {}}));
+        // Preconditions in a patch body: uid and resourceVersion must match.
+        for field in ["uid", "resourceVersion"] {
+            let want = &seen.body["metadata"][field];
+            if seen.method == "PATCH" && !want.is_null() && *want != obj["metadata"][field] {
+                return (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409}),
+                );
+            }
+        }
+        if seen.path.contains("/status?") && seen.path.contains("fieldManager=cronwarden") {
+            // Server-side apply of a status the manager owns whole: fields
+            // left out of the apply are removed.
+            obj["status"] = Value::Null;
+        }
         merge(&mut obj, &seen.body);
         let n = objects.len() + 1;
         let meta = obj["metadata"].as_object_mut().unwrap();
@@ -138,25 +194,33 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn controller(extra: &[&str]) -> (Controller, Fake, tokio::task::JoinHandle<()>) {
+fn controller(extra: &[&str]) -> (Arc<Controller>, Fake, tokio::task::JoinHandle<()>) {
+    controller_on(extra, Fake::default())
+}
+
+/// A controller talking to `fake` (a restart keeps the server).
+fn controller_on(
+    extra: &[&str],
+    fake: Fake,
+) -> (Arc<Controller>, Fake, tokio::task::JoinHandle<()>) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, "default");
-    let mut argv = vec!["cronwarden", "run"];
+    // One replica: its writes are not fenced by a Lease.
+    let mut argv = vec!["cronwarden", "run", "--leader-election=false"];
     argv.extend_from_slice(extra);
     let Command::Run(args) = Cli::parse_from(argv).command else {
         unreachable!()
     };
     let mut ctl = Controller::new(client, *args, Default::default(), "test-0".into()).unwrap();
     ctl.publisher.backoff = Duration::from_millis(1);
-    let fake = Fake::default();
     let task = fake.clone().serve(handle);
-    (ctl, fake, task)
+    (Arc::new(ctl), fake, task)
 }
 
 fn cronjob(ns: &str, name: &str) -> CronJob {
     serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
-        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1},
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1, "resourceVersion": "7"},
         "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "OnFailure",
             "containers": [{"name": "main", "image": "registry.example.com/team/app:1.0"}]}}}}}
@@ -238,7 +302,7 @@ fn seed_rogue(ctl: &Controller, fake: &Fake) {
     );
 }
 
-async fn round(ctl: &Controller) -> usize {
+async fn round(ctl: &Arc<Controller>) -> usize {
     tokio::time::timeout(Duration::from_secs(10), ctl.round())
         .await
         .expect("round finished")
@@ -278,25 +342,15 @@ async fn new_finding_is_applied_with_status_and_one_event_per_rule() {
     );
     assert!(apply.body["metadata"].get("ownerReferences").is_none());
 
-    let status = &r[1];
-    assert_eq!(status.method, "PATCH");
-    assert_eq!(
-        status.path,
-        format!("{FINDINGS}/rogue/status?&force=true&fieldManager=cronwarden")
-    );
-    let s = &status.body["status"];
-    assert_eq!(s["state"], "Open");
-    assert_eq!(s["rules"], "NotInBaseline");
-    assert_eq!(s["violations"][0]["rule"], "NotInBaseline");
-    assert_eq!(s["conditions"][0]["type"], "Active");
-    assert_eq!(s["conditions"][0]["status"], "True");
-    assert_eq!(s["conditions"][1]["type"], "Acknowledged");
-    assert_eq!(s["mitre"]["technique"], "T1053.007");
-
-    let event = &r[2];
+    let event = &r[1];
     assert_eq!(event.method, "POST");
     assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/apps/events?");
     assert_eq!(event.body["reason"], "NotInBaseline");
+    let name = event.body["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("rogue.") && name.len() == "rogue.".len() + 16,
+        "a name fixed by the transition: {name}"
+    );
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["action"], "Detected");
     assert_eq!(
@@ -315,6 +369,25 @@ async fn new_finding_is_applied_with_status_and_one_event_per_rule() {
             .as_str()
             .unwrap()
             .starts_with("[high] CronJob apps/rogue is not in any baseline")
+    );
+
+    let status = &r[2];
+    assert_eq!(status.method, "PATCH");
+    assert_eq!(
+        status.path,
+        format!("{FINDINGS}/rogue/status?&force=true&fieldManager=cronwarden")
+    );
+    let s = &status.body["status"];
+    assert_eq!(s["state"], "Open");
+    assert_eq!(s["rules"], "NotInBaseline");
+    assert_eq!(s["violations"][0]["rule"], "NotInBaseline");
+    assert_eq!(s["conditions"][0]["type"], "Active");
+    assert_eq!(s["conditions"][0]["status"], "True");
+    assert_eq!(s["conditions"][1]["type"], "Acknowledged");
+    assert_eq!(s["mitre"]["technique"], "T1053.007");
+    assert!(
+        s.get("pendingEvents").is_none(),
+        "the Event was written: none owed"
     );
 
     let b = &r[3];
@@ -403,11 +476,14 @@ async fn resolution_when_the_cronjob_is_deleted() {
         r[0].body["metadata"]["labels"]["cronwarden.io/state"],
         "Resolved"
     );
+    assert_eq!(r[1].method, "POST");
+    assert_eq!(r[1].body["reason"], "FindingResolved");
+    assert_eq!(r[1].body["type"], "Normal");
     assert_eq!(
-        r[1].path,
+        r[2].path,
         format!("{FINDINGS}/gone/status?&force=true&fieldManager=cronwarden")
     );
-    let s = &r[1].body["status"];
+    let s = &r[2].body["status"];
     assert_eq!(s["state"], "Resolved");
     assert_eq!(s["conditions"][0]["type"], "Active");
     assert_eq!(s["conditions"][0]["status"], "False");
@@ -415,9 +491,6 @@ async fn resolution_when_the_cronjob_is_deleted() {
     assert!(s["resolvedAt"].is_string());
     assert_eq!(s["violations"][0]["rule"], "NotInBaseline", "evidence kept");
     assert_eq!(s["firstSeen"], "2026-11-20T00:00:00Z");
-    assert_eq!(r[2].method, "POST");
-    assert_eq!(r[2].body["reason"], "FindingResolved");
-    assert_eq!(r[2].body["type"], "Normal");
     // Resolved and within retention: nothing more.
     assert_eq!(round(&ctl).await, 0);
     assert_eq!(fake.requests().len(), 3);
@@ -511,15 +584,25 @@ async fn conflict_and_throttling_are_retried() {
 #[tokio::test]
 async fn a_write_that_keeps_failing_is_reported_and_retried_next_round() {
     let (mut ctl, fake, _srv) = controller(&[]);
-    ctl.publisher.attempts = 2;
+    Arc::get_mut(&mut ctl).unwrap().publisher.attempts = 2;
     seed_rogue(&ctl, &fake);
     fake.fail_next(&[500, 503]);
-    assert_eq!(round(&ctl).await, 1, "one failed action");
-    assert!(
-        ctl.state.lock().unwrap().dirty.contains("apps"),
-        "its namespace is evaluated again"
-    );
+    assert_eq!(round(&ctl).await, 1, "one failed key");
+    {
+        let mut st = ctl.state.lock().unwrap();
+        assert!(st.dirty.is_empty(), "not retried at once: it backs off");
+        let (due, failures) = st.backoff["apps"];
+        assert_eq!(failures, 1);
+        let wait = due - std::time::Instant::now();
+        assert!(wait <= Duration::from_millis(250), "{wait:?}");
+        assert_eq!(st.promote_due(due), None);
+        assert!(st.dirty.contains("apps"), "evaluated again once due");
+    }
     assert_eq!(round(&ctl).await, 0, "the next round succeeds");
+    assert!(
+        ctl.state.lock().unwrap().backoff.is_empty(),
+        "success forgets the failures"
+    );
     assert!(
         fake.requests()
             .iter()
@@ -680,5 +763,208 @@ async fn service_account_review_is_one_subject_access_review_per_permission() {
             .filter(|c| c.cluster_scoped || c.verb == "*")
             .count()
             + 2
+    );
+}
+
+fn events_of(fake: &Fake) -> Vec<Seen> {
+    fake.requests()
+        .into_iter()
+        .filter(|s| s.path.contains("/events"))
+        .collect()
+}
+
+/// Make every key whose backoff is running due now.
+fn expire_backoff(ctl: &Controller) {
+    let mut st = ctl.state.lock().unwrap();
+    let later = std::time::Instant::now() + Duration::from_secs(3600);
+    st.promote_due(later);
+}
+
+/// SPEC 4: an Event refused (here 403: RBAC without `create events`) is
+/// owed in the finding's status, which is written anyway; once allowed it
+/// is written under the same name, and the status stops owing it.
+#[tokio::test]
+async fn a_refused_event_is_owed_in_status_and_written_once_allowed() {
+    let (ctl2, fake2, _srv2) = controller(&[]);
+    seed_rogue(&ctl2, &fake2);
+    // The apply goes through; the Event is refused with 403.
+    fake2.refuse_events(1);
+    assert_eq!(round(&ctl2).await, 1, "one key failed: the Event");
+    let r = fake2.requests();
+    let status = r
+        .iter()
+        .find(|s| s.path.contains("/rogue/status"))
+        .expect("the status is written even though the Event was refused");
+    let owed = &status.body["status"]["pendingEvents"];
+    assert_eq!(owed.as_array().unwrap().len(), 1, "{owed}");
+    assert_eq!(owed[0]["reason"], "NotInBaseline");
+    assert_eq!(owed[0]["type"], "Warning");
+    let name = owed[0]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("rogue."));
+    assert_eq!(status.body["status"]["rules"], "NotInBaseline");
+
+    // Allowed again: the next attempt writes that Event, once.
+    expire_backoff(&ctl2);
+    assert_eq!(round(&ctl2).await, 0);
+    let evs = events_of(&fake2);
+    assert_eq!(evs.len(), 2, "the refused attempt and the one that worked");
+    assert_eq!(evs[1].body["metadata"]["name"], name.as_str());
+    let last = fake2.requests().last().unwrap().clone();
+    assert!(last.path.contains("/rogue/status"));
+    assert!(
+        last.body["status"].get("pendingEvents").is_none(),
+        "nothing owed any more: {}",
+        last.body["status"]
+    );
+    let before = fake2.requests().len();
+    assert_eq!(round(&ctl2).await, 0);
+    expire_backoff(&ctl2);
+    assert_eq!(round(&ctl2).await, 0);
+    assert_eq!(
+        fake2.requests().len(),
+        before,
+        "settled: no more writes: {:#?}",
+        fake2.requests()[before..]
+            .iter()
+            .map(|s| (&s.method, &s.path, &s.body))
+            .collect::<Vec<_>>()
+    );
+    let m = ctl2.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_events_emitted_total{reason="NotInBaseline"} 1"#),
+        "{m}"
+    );
+}
+
+/// A controller that dies after writing the Event and before the status
+/// (here: the status write fails, then a fresh controller starts from what
+/// the server holds) names the same Event again and finds it there (409):
+/// exactly one Event.
+#[tokio::test]
+async fn an_event_written_before_a_crash_is_not_written_twice() {
+    let (mut ctl, fake, _srv) = controller(&[]);
+    Arc::get_mut(&mut ctl).unwrap().publisher.attempts = 1;
+    seed_rogue(&ctl, &fake);
+    // apply ok, Event ok, status 500.
+    fake.fail_on_status(1);
+    assert_eq!(round(&ctl).await, 1);
+    assert_eq!(events_of(&fake).len(), 1);
+    let stored: CronJobFinding =
+        serde_json::from_value(fake.objects.lock().unwrap()[&format!("{FINDINGS}/rogue")].clone())
+            .unwrap();
+    assert!(stored.status.is_none(), "the status never landed");
+    drop(ctl);
+
+    // Restart: a new controller, the same server.
+    let (ctl, _, _srv2) = controller_on(&[], fake.clone());
+    let team = baseline("apps", "team", json!({"approved": [{"name": "other"}]}));
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![team],
+        vec![stored],
+    );
+    assert_eq!(round(&ctl).await, 0);
+    let evs = events_of(&fake);
+    assert_eq!(evs.len(), 2, "asked twice");
+    assert_eq!(
+        evs[0].body["metadata"]["name"], evs[1].body["metadata"]["name"],
+        "under the same name"
+    );
+    let created = fake
+        .objects
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("event/"))
+        .count();
+    assert_eq!(created, 1, "exactly one Event exists");
+    let m = ctl.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_writes_total{kind="event",result="existed"} 1"#),
+        "{m}"
+    );
+    assert!(!m.contains("cronwarden_events_emitted_total{"), "{m}");
+}
+
+/// SPEC 6: the suspension carries the evaluated CronJob's uid and
+/// resourceVersion; a CronJob changed since (another resourceVersion on
+/// the server) is left alone, and no CronJobSuspended is emitted.
+#[tokio::test]
+async fn a_cronjob_changed_since_evaluation_is_not_suspended() {
+    let strict = baseline(
+        "apps",
+        "strict",
+        json!({"enforcement": "Suspend", "approved": [{"name": "other"}]}),
+    );
+    let (ctl, fake, _srv) = controller(&["--allow-enforcement"]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue")],
+        vec![strict],
+        vec![],
+    );
+    // Someone edits the CronJob after the index saw resourceVersion 7.
+    {
+        let mut o = fake.objects.lock().unwrap();
+        let cj = o
+            .get_mut("/apis/batch/v1/namespaces/apps/cronjobs/rogue")
+            .unwrap();
+        cj["metadata"]["resourceVersion"] = json!("8");
+    }
+    assert_eq!(round(&ctl).await, 1, "the suspension failed and is retried");
+    let r = fake.requests();
+    let patch = r
+        .iter()
+        .find(|s| {
+            s.path
+                .starts_with("/apis/batch/v1/namespaces/apps/cronjobs/rogue?")
+        })
+        .expect("a suspension was tried");
+    assert_eq!(patch.body["metadata"]["uid"], "uid-rogue");
+    assert_eq!(patch.body["metadata"]["resourceVersion"], "7");
+    let o = fake.objects.lock().unwrap();
+    let cj = &o["/apis/batch/v1/namespaces/apps/cronjobs/rogue"];
+    assert!(cj["spec"].get("suspend").is_none(), "not suspended: {cj}");
+    drop(o);
+    assert!(
+        r.iter().all(|s| s.body["reason"] != "CronJobSuspended"),
+        "no CronJobSuspended"
+    );
+    assert!(
+        r.iter().any(|s| s.path.contains("/rogue/status")),
+        "the finding is still recorded"
+    );
+}
+
+/// SPEC 6: suspensions are rate-capped; those over the cap wait.
+#[tokio::test]
+async fn suspensions_are_rate_capped() {
+    let strict = baseline(
+        "apps",
+        "strict",
+        json!({"enforcement": "Suspend", "approved": [{"name": "other"}]}),
+    );
+    let (ctl, fake, _srv) = controller(&["--allow-enforcement", "--enforcement-rate", "1"]);
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "a"), cronjob("apps", "b")],
+        vec![strict],
+        vec![],
+    );
+    assert_eq!(round(&ctl).await, 1, "the second waits");
+    let patches = fake
+        .requests()
+        .iter()
+        .filter(|s| s.path.starts_with("/apis/batch/v1/"))
+        .count();
+    assert_eq!(patches, 1, "one suspension per minute at most");
+    let m = ctl.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_writes_total{kind="suspend",result="applied"} 1"#),
+        "{m}"
     );
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use cronwarden::api::{CronJobFinding, FindingState, Rule};
-use cronwarden::controller::plan::{FindingAction, FindingChange, plan_finding};
+use cronwarden::controller::plan::{FindingAction, FindingChange, Suspension, plan_finding};
 use cronwarden::engine::{CronJobView, DesiredFinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
@@ -425,16 +425,26 @@ fn suspension_is_planned_only_with_consent_and_once() {
         "/spec/enforcement",
         json!("Suspend"),
     );
-    let (d, cj) = desired(&[cronjob("apps", "x"), b], "x");
+    let (d, mut cj) = desired(&[cronjob("apps", "x"), b], "x");
+    assert_eq!(
+        upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, true)).suspend,
+        None,
+        "a CronJob whose uid and resourceVersion are unknown is never suspended"
+    );
+    cj.uid = Some("uid-x".into());
+    cj.resource_version = cronwarden::engine::inventory::Untracked(Some("42".into()));
     assert_eq!(
         upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)).suspend,
         None
     );
+    // The preconditions are the CronJob as evaluated.
     assert_eq!(
-        upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, true))
-            .suspend
-            .as_deref(),
-        Some("apps/b")
+        upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, true)).suspend,
+        Some(Suspension {
+            baseline: "apps/b".into(),
+            uid: "uid-x".into(),
+            resource_version: "42".into(),
+        })
     );
     let mut suspended = cj.clone();
     suspended.suspend = Some(true);
@@ -450,6 +460,147 @@ fn suspension_is_planned_only_with_consent_and_once() {
         .suspend,
         None
     );
+}
+
+#[test]
+fn an_invalid_baseline_never_leads_to_a_suspension() {
+    let t0 = t("2026-11-22T08:00:00Z");
+    // One bad entry (an invalid pattern) makes the baseline invalid: it
+    // still detects, never enforces (SPEC 6).
+    let b = with(
+        baseline(
+            "apps",
+            "b",
+            json!([{"name": "other"}, {"namePattern": "[", "schedules": ["* * * * *"]}]),
+        ),
+        "/spec/enforcement",
+        json!("Suspend"),
+    );
+    let (d, mut cj) = desired(&[cronjob("apps", "x"), b], "x");
+    cj.uid = Some("uid-x".into());
+    cj.resource_version = cronwarden::engine::inventory::Untracked(Some("42".into()));
+    let c = upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, true));
+    assert_eq!(c.status.unwrap().rules, "NotInBaseline", "still detected");
+    assert_eq!(c.suspend, None);
+}
+
+/// Events owed by an earlier transition (their write failed, or the
+/// controller died before it) are carried in status.pendingEvents until
+/// written; nothing else about the finding needs to change for that.
+#[test]
+fn pending_events_are_carried_until_delivered_and_block_deletion() {
+    use cronwarden::api::PendingEvent;
+    let mut objs = vec![cronjob("apps", "x")];
+    governed(&mut objs);
+    objs[0] = with(cronjob("apps", "x"), "/spec/schedule", json!("0 3 * * *"));
+    let (d, cj) = desired(&objs, "x");
+    let t0 = t("2026-11-22T08:00:00Z");
+    let c = upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false));
+    assert!(c.write_status);
+    assert_eq!(c.fingerprint, "none");
+    let owed = PendingEvent {
+        name: "x.0011223344556677".into(),
+        type_: "Warning".into(),
+        reason: "ScheduleNotApproved".into(),
+        action: "Detected".into(),
+        note: "[medium] …".into(),
+        regarding_uid: None,
+    };
+    let mut f1 = written(None, &c);
+    f1.status.as_mut().unwrap().pending_events = vec![owed.clone()];
+    // Same desired state: an action only to deliver the owed Event.
+    let t1 = t("2026-11-22T09:00:00Z");
+    let c2 = upsert(plan_finding(
+        d.as_ref(),
+        Some(&f1),
+        Some(&cj),
+        &t1,
+        WEEK,
+        false,
+    ));
+    assert!(!c2.write_status, "the status itself is unchanged");
+    assert!(c2.events.is_empty(), "no new transition");
+    assert_eq!(
+        c2.status.as_ref().unwrap().pending_events,
+        vec![owed.clone()]
+    );
+    // Without the owed Event: nothing to do.
+    let f2 = written(None, &c);
+    assert_eq!(
+        plan_finding(d.as_ref(), Some(&f2), Some(&cj), &t1, WEEK, false),
+        None
+    );
+
+    // Resolved past retention, but an Event is still owed: delivered first.
+    let mut resolved = f1.clone();
+    {
+        let s = resolved.status.as_mut().unwrap();
+        s.state = FindingState::Resolved;
+        s.resolved_at = Some(t0.clone());
+    }
+    let late = t("2026-12-30T00:00:00Z");
+    let c3 = upsert(plan_finding(
+        None,
+        Some(&resolved),
+        None,
+        &late,
+        WEEK,
+        false,
+    ));
+    assert_eq!(c3.status.unwrap().pending_events, vec![owed]);
+    resolved.status.as_mut().unwrap().pending_events.clear();
+    assert!(matches!(
+        plan_finding(None, Some(&resolved), None, &late, WEEK, false),
+        Some(FindingAction::Delete { .. })
+    ));
+}
+
+/// An Event's name is fixed by the transition: the same finding, starting
+/// status and reason always give the same name (so a retry finds it, 409),
+/// any other transition another one; names are valid object names.
+#[test]
+fn event_names_are_fixed_by_the_transition() {
+    use cronwarden::controller::plan::{event_name, fingerprint};
+    let mut objs = vec![with(
+        cronjob("apps", "x"),
+        "/spec/schedule",
+        json!("0 3 * * *"),
+    )];
+    governed(&mut objs);
+    let (d, cj) = desired(&objs, "x");
+    let t0 = t("2026-11-22T08:00:00Z");
+    let f = written(
+        None,
+        &upsert(plan_finding(d.as_ref(), None, Some(&cj), &t0, WEEK, false)),
+    );
+    let s = f.status.as_ref();
+    assert_eq!(fingerprint(s), fingerprint(s));
+    // Read back from the server (JSON round trip): the same fingerprint.
+    let back: cronwarden::api::CronJobFindingStatus =
+        serde_json::from_value(serde_json::to_value(s.unwrap()).unwrap()).unwrap();
+    assert_eq!(fingerprint(Some(&back)), fingerprint(s));
+    assert_ne!(fingerprint(s), fingerprint(None));
+    let a = event_name("x", "uid-1", &fingerprint(s), "ImageNotApproved");
+    assert_eq!(
+        a,
+        event_name("x", "uid-1", &fingerprint(s), "ImageNotApproved")
+    );
+    assert_ne!(
+        a,
+        event_name("x", "uid-2", &fingerprint(s), "ImageNotApproved")
+    );
+    assert_ne!(a, event_name("x", "uid-1", "none", "ImageNotApproved"));
+    assert_ne!(
+        a,
+        event_name("x", "uid-1", &fingerprint(s), "FindingResolved")
+    );
+    let long = format!("job.{}", "a".repeat(249));
+    let n = event_name(&long, "u", "none", "ManualJobRun");
+    assert!(n.len() <= 253, "{}", n.len());
+    assert!(!n.contains(".."), "{n}");
+    let odd = format!("{}-.b", "a".repeat(234));
+    let n = event_name(&odd, "u", "none", "R");
+    assert!(n.len() <= 253 && !n.contains("-."), "{n}");
 }
 
 /// A CronJob with a HighFrequencySchedule violation.

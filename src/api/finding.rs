@@ -129,6 +129,31 @@ pub struct CronJobFindingStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Events of past transitions not yet written (SPEC 4: at least once):
+    /// kept here, durably, until the API server has each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_events: Vec<PendingEvent>,
+}
+
+/// An Event a transition owes, recorded in the finding's status until it is
+/// written. Its name is fixed when the transition happens, so writing it
+/// again after a crash or a leader change finds it (409) instead of
+/// duplicating it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEvent {
+    /// The Event object's name (in the subject's namespace).
+    pub name: String,
+    /// Warning or Normal.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub action: String,
+    pub note: String,
+    /// The subject's uid when the transition happened: the Event's
+    /// `regarding` is the finding's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regarding_uid: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

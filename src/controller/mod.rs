@@ -9,9 +9,12 @@
 //! Only observe and publish talk to the API server.
 
 pub mod access;
+pub mod health;
 pub mod lease;
+pub mod metrics_auth;
 pub mod observe;
 pub mod plan;
+pub mod preflight;
 pub mod publish;
 pub mod run;
 
@@ -74,7 +77,15 @@ impl Controller {
             engine,
             reviews,
             state: Arc::default(),
-            publisher: Publisher::new(client, instance, metrics.clone()),
+            publisher: Publisher {
+                enforcement: Arc::new(publish::RateCap::per_minute(args.enforcement_rate)),
+                fence: Arc::new(if args.leader_election {
+                    lease::Fence::closed()
+                } else {
+                    lease::Fence::open()
+                }),
+                ..Publisher::new(client, instance, metrics.clone())
+            },
             actors: args.audit.enabled().then(|| {
                 Arc::new(Mutex::new(ActorStore::new(
                     args.audit.writes_per_object,
@@ -87,28 +98,63 @@ impl Controller {
         })
     }
 
-    /// One round: plan then publish.
-    pub async fn round(&self) -> usize {
+    /// One round: plan (on a blocking thread: evaluation is CPU work and
+    /// the index lock is never held across an await), then publish, then
+    /// the per-key bookkeeping: keys whose writes failed back off, the
+    /// others forget their failures. Returns the number of failed keys.
+    pub async fn round(self: &Arc<Self>) -> usize {
         let start = Instant::now();
         let now = now();
-        let plan = self.plan(&now);
+        let ctl = self.clone();
+        let plan = match tokio::task::spawn_blocking(move || ctl.plan(&now)).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                // A panic in the engine: every key is evaluated again.
+                tracing::error!(error = %e, "evaluation panicked; re-evaluating everything");
+                self.state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .all_dirty = true;
+                return 1;
+            }
+        };
         let writes = plan.findings.len() + plan.baselines.len();
-        let failures = if plan.is_empty() {
-            0
+        let evaluated = plan.evaluated.clone();
+        let had_baselines = !plan.baselines.is_empty();
+        let failed = if plan.is_empty() {
+            publish::Failed::default()
         } else {
             self.publish(plan).await
         };
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let at = Instant::now();
+            for ns in &evaluated {
+                if failed.namespaces.contains(ns) {
+                    st.failed(ns, at, self.args.retry_max);
+                } else {
+                    st.succeeded(ns);
+                }
+            }
+            if failed.baselines {
+                st.baselines_failed(at, self.args.retry_max);
+            } else if had_baselines {
+                st.baselines_backoff = None;
+            }
+            self.metrics.backoff_keys.set(st.backoff.len() as i64);
+        }
+        self.metrics.rounds.inc();
         self.metrics
             .reconcile_duration
             .observe(start.elapsed().as_secs_f64());
         if writes > 0 {
             info!(
                 writes,
-                failures,
+                failed_keys = failed.count(),
                 elapsed_ms = start.elapsed().as_millis() as u64,
                 "reconciled"
             );
         }
-        failures
+        failed.count()
     }
 }

@@ -11,16 +11,23 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use tracing::{debug, error, warn};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+
+use super::lease::Fence;
 use super::observe::index::StoredBaseline;
-use super::plan::{BaselineChange, EventSpec, FindingAction, FindingChange, Plan};
+use super::plan::{
+    BaselineChange, EventSpec, FindingAction, FindingChange, Plan, Suspension, event_name,
+};
 use crate::api::{
     ANNOTATION_SUSPENDED_BY, API_VERSION, ClusterCronJobBaseline, CronJobBaseline, CronJobFinding,
-    FIELD_MANAGER, REPORTING_CONTROLLER, reasons,
+    FIELD_MANAGER, PendingEvent, REPORTING_CONTROLLER, reasons,
 };
 use crate::engine::Tier;
 use crate::engine::governance::CLUSTER_KIND;
@@ -35,6 +42,48 @@ pub struct Publisher {
     pub metrics: Arc<Metrics>,
     pub attempts: u32,
     pub backoff: Duration,
+    /// Whether this replica may write now (leader fencing, SPEC 5.1).
+    pub fence: Arc<Fence>,
+    /// Suspensions allowed per minute (SPEC 6).
+    pub enforcement: Arc<RateCap>,
+}
+
+/// What a finding change left on the server: the object as last written,
+/// and the first error (its key is retried with backoff).
+#[derive(Default)]
+pub struct Written {
+    pub latest: Option<CronJobFinding>,
+    pub error: Option<ControllerError>,
+}
+
+/// A token bucket: `per_minute` actions, refilled continuously, with a
+/// burst of the same size.
+pub struct RateCap {
+    per_minute: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateCap {
+    pub fn per_minute(n: u32) -> Self {
+        RateCap {
+            per_minute: f64::from(n),
+            state: std::sync::Mutex::new((f64::from(n), std::time::Instant::now())),
+        }
+    }
+
+    pub fn try_take(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(st.1).as_secs_f64() * self.per_minute / 60.0;
+        st.0 = (st.0 + refill).min(self.per_minute);
+        st.1 = now;
+        if st.0 >= 1.0 {
+            st.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Publisher {
@@ -48,6 +97,21 @@ impl Publisher {
             metrics,
             attempts: 5,
             backoff: Duration::from_millis(100),
+            fence: Arc::new(Fence::open()),
+            enforcement: Arc::new(RateCap::per_minute(10)),
+        }
+    }
+
+    /// Refuse to write once this replica's Lease may have lapsed.
+    fn fenced(&self, action: &'static str, object: &str) -> Result<(), ControllerError> {
+        if self.fence.allows() {
+            Ok(())
+        } else {
+            self.metrics.write("fenced", "refused");
+            Err(ControllerError::NotLeading {
+                action,
+                object: object.into(),
+            })
         }
     }
 
@@ -64,6 +128,7 @@ impl Publisher {
         let mut delay = self.backoff;
         let mut attempt = 1;
         loop {
+            self.fenced(action, object)?;
             match call().await {
                 Ok(v) => return Ok(v),
                 Err(e) if attempt < self.attempts && retryable(&e) => {
@@ -95,15 +160,24 @@ impl Publisher {
         }
     }
 
-    /// Apply one finding change; returns the object as the server has it now.
-    pub async fn finding(
-        &self,
-        change: &FindingChange,
-    ) -> Result<Option<CronJobFinding>, ControllerError> {
+    /// Apply one finding change (SPEC 4, 5.1, 6), in the order that loses
+    /// no Event and duplicates none:
+    /// 1. labels and `spec.subject` (creates the finding);
+    /// 2. the suspension, when enforcement asks for it;
+    /// 3. the Events owed: earlier ones from `status.pendingEvents`, then
+    ///    this change's, each under a name fixed by the transition, so an
+    ///    Event that exists already (409) counts as written;
+    /// 4. the status, with the Events that could not be written kept in
+    ///    `pendingEvents` for the next attempt.
+    ///
+    /// A finding whose Events all go through costs one or two requests
+    /// plus one per Event; the status lands even when Events are refused.
+    pub async fn finding(&self, change: &FindingChange) -> Written {
+        let mut out = Written::default();
         let api: Api<CronJobFinding> = Api::namespaced(self.client.clone(), &change.namespace);
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let object = format!("CronJobFinding {}/{}", change.namespace, change.name);
-        let mut latest = None;
+        let mut uid = change.uid.clone();
         if let Some((labels, subject)) = &change.meta {
             let body = json!({
                 "apiVersion": API_VERSION,
@@ -112,13 +186,97 @@ impl Publisher {
                 "spec": {"subject": subject},
             });
             let patch = Patch::Apply(&body);
-            let o = self
+            match self
                 .retry("apply", &object, || api.patch(&change.name, &pp, &patch))
-                .await?;
-            self.metrics.write("finding", "applied");
-            latest = Some(o);
+                .await
+            {
+                Ok(o) => {
+                    self.metrics.write("finding", "applied");
+                    uid = o.metadata.uid.clone();
+                    out.latest = Some(o);
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
+            }
         }
-        if let Some(status) = &change.status {
+        let Some(status) = &change.status else {
+            return out;
+        };
+        let uid = uid.unwrap_or_default();
+        let related = ObjectReference {
+            api_version: Some(API_VERSION.into()),
+            kind: Some("CronJobFinding".into()),
+            namespace: Some(change.namespace.clone()),
+            name: Some(change.name.clone()),
+            uid: (!uid.is_empty()).then(|| uid.clone()),
+            ..Default::default()
+        };
+        let subject = change
+            .meta
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .or_else(|| out.latest.as_ref().map(|f| f.spec.subject.clone()));
+        let mut owed: Vec<PendingEvent> = status.pending_events.clone();
+        let mut fresh: Vec<EventSpec> = change.events.clone();
+        if let Some(s) = &change.suspend {
+            match self.suspend(&change.namespace, &change.name, s).await {
+                Ok(()) => fresh.push(EventSpec {
+                    type_: EventType::Warning,
+                    reason: reasons::CRONJOB_SUSPENDED.into(),
+                    action: "Suspended".into(),
+                    note: format!(
+                        "[high] CronJob {}/{} suspended by cronwarden: enforcement of baseline {}",
+                        change.namespace, change.name, s.baseline
+                    ),
+                    regarding: super::plan::cronjob_ref(
+                        &change.namespace,
+                        &change.name,
+                        Some(&s.uid),
+                    ),
+                    related: None,
+                }),
+                Err(e) => out.error = Some(e),
+            }
+        }
+        owed.extend(fresh.iter().map(|ev| PendingEvent {
+            name: event_name(&change.name, &uid, &change.fingerprint, &ev.reason),
+            type_: match ev.type_ {
+                EventType::Warning => "Warning".into(),
+                EventType::Normal => "Normal".into(),
+            },
+            reason: ev.reason.clone(),
+            action: ev.action.clone(),
+            note: ev.note.clone(),
+            regarding_uid: ev.regarding.uid.clone(),
+        }));
+        let mut undelivered = Vec::new();
+        for p in owed {
+            let regarding = match &subject {
+                Some(s) => ObjectReference {
+                    uid: p.regarding_uid.clone().or_else(|| s.uid.clone()),
+                    ..super::plan::subject_ref(s)
+                },
+                None => super::plan::cronjob_ref(
+                    &change.namespace,
+                    &change.name,
+                    p.regarding_uid.as_deref(),
+                ),
+            };
+            if let Err(e) = self.deliver(&p, regarding, Some(related.clone())).await {
+                warn!(event = p.name, reason = p.reason, error = %e, "Event not written; kept in the finding's status for the next attempt");
+                out.error.get_or_insert(e);
+                undelivered.push(p);
+            }
+        }
+        let mut status = status.clone();
+        let cleared = status.pending_events != undelivered;
+        status.pending_events = undelivered;
+        self.metrics
+            .pending_events
+            .set(status.pending_events.len() as i64);
+        if change.write_status || cleared {
             let body = json!({
                 "apiVersion": API_VERSION,
                 "kind": "CronJobFinding",
@@ -126,27 +284,22 @@ impl Publisher {
                 "status": status,
             });
             let patch = Patch::Apply(&body);
-            let o = self
+            match self
                 .retry("apply status", &object, || {
                     api.patch_status(&change.name, &pp, &patch)
                 })
-                .await?;
-            self.metrics.write("finding_status", "applied");
-            latest = Some(o);
-        }
-        if let Some(baseline) = &change.suspend {
-            self.suspend(&change.namespace, &change.name, baseline)
-                .await?;
-        }
-        let uid = latest.as_ref().and_then(|o| o.metadata.uid.clone());
-        for ev in &change.events {
-            let mut ev = ev.clone();
-            if let (Some(r), Some(uid)) = (ev.related.as_mut(), &uid) {
-                r.uid = Some(uid.clone());
+                .await
+            {
+                Ok(o) => {
+                    self.metrics.write("finding_status", "applied");
+                    out.latest = Some(o);
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                }
             }
-            self.event(&ev).await?;
         }
-        Ok(latest)
+        out
     }
 
     pub async fn delete_finding(&self, namespace: &str, name: &str) -> Result<(), ControllerError> {
@@ -219,39 +372,104 @@ impl Publisher {
         Ok(Some(o))
     }
 
-    /// SPEC 6: set `spec.suspend: true`, annotate, emit CronJobSuspended.
-    /// Never deletes, never un-suspends.
+    /// SPEC 6: set `spec.suspend: true` and annotate, only on the CronJob
+    /// as it was evaluated: the patch carries its uid and resourceVersion
+    /// as preconditions, so one changed since is left alone (409) and
+    /// evaluated again. Rate-capped; never deletes, never un-suspends.
     async fn suspend(
         &self,
         namespace: &str,
         name: &str,
-        baseline: &str,
+        s: &Suspension,
     ) -> Result<(), ControllerError> {
+        let object = format!("CronJob {namespace}/{name}");
+        if !self.enforcement.try_take() {
+            return Err(ControllerError::RateCapped { object });
+        }
         let api: Api<CronJob> = Api::namespaced(self.client.clone(), namespace);
         let body = json!({
-            "metadata": {"annotations": {ANNOTATION_SUSPENDED_BY: baseline}},
+            "metadata": {
+                "uid": s.uid,
+                "resourceVersion": s.resource_version,
+                "annotations": {ANNOTATION_SUSPENDED_BY: s.baseline},
+            },
             "spec": {"suspend": true},
         });
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        let object = format!("CronJob {namespace}/{name}");
         let patch = Patch::Merge(&body);
-        let cj = self
-            .retry("suspend", &object, || api.patch(name, &pp, &patch))
-            .await?;
-        self.metrics.write("suspend", "applied");
-        warn!(namespace, name, baseline, "suspended CronJob");
-        self.event(&EventSpec {
-            type_: EventType::Warning,
-            reason: reasons::CRONJOB_SUSPENDED.into(),
-            action: "Suspended".into(),
-            note: format!("[high] CronJob {namespace}/{name} suspended by cronwarden: enforcement of baseline {baseline}"),
-            regarding: super::plan::cronjob_ref(namespace, name, cj.metadata.uid.as_deref()),
-            related: None,
+        self.fenced("suspend", &object)?;
+        // No retry: a conflict means the CronJob changed since it was
+        // evaluated; the next evaluation decides again.
+        match api.patch(name, &pp, &patch).await {
+            Ok(_) => {
+                self.metrics.write("suspend", "applied");
+                warn!(namespace, name, baseline = s.baseline, "suspended CronJob");
+                Ok(())
+            }
+            Err(source) => {
+                self.metrics.write("suspend", "failed");
+                Err(ControllerError::Api {
+                    action: "suspend",
+                    object,
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Write one owed Event under its fixed name; one that exists already
+    /// was written before (a crash, a lost response, another leader).
+    async fn deliver(
+        &self,
+        p: &PendingEvent,
+        regarding: ObjectReference,
+        related: Option<ObjectReference>,
+    ) -> Result<(), ControllerError> {
+        let namespace = regarding.namespace.clone().unwrap_or_default();
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(p.name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some(p.action.clone()),
+            reason: Some(p.reason.clone()),
+            note: Some(p.note.clone()),
+            type_: Some(p.type_.clone()),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            regarding: Some(regarding),
+            related,
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: self.reporter.instance.clone(),
+            ..Default::default()
+        };
+        let object = format!("Event {namespace}/{} ({})", p.name, p.reason);
+        let pp = PostParams::default();
+        self.retry("create", &object, || async {
+            match api.create(&pp, &event).await {
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    self.metrics.write("event", "existed");
+                    Ok(false)
+                }
+                r => r.map(|_| true),
+            }
         })
         .await
+        .map(|created| {
+            if created {
+                self.metrics.write("event", "applied");
+                self.metrics
+                    .events
+                    .get_or_create(&ReasonLabel {
+                        reason: p.reason.clone(),
+                    })
+                    .inc();
+            }
+        })
     }
 
     /// A new Recorder per Event: its cache would fold a repeat of the same
@@ -295,42 +513,49 @@ fn error_label(e: &kube::Error) -> String {
 
 impl super::Controller {
     /// Publish a plan with bounded concurrency; what was written goes
-    /// straight into the index. Returns the number of failed actions (their
-    /// namespaces are marked dirty again).
-    pub async fn publish(&self, plan: Plan) -> usize {
-        let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// straight into the index. Returns the namespaces where some action
+    /// failed (each retried with its own backoff) and whether a baseline
+    /// status write failed.
+    pub async fn publish(&self, plan: Plan) -> Failed {
+        let failed = std::sync::Mutex::new(Failed::default());
         futures::stream::iter(plan.findings)
             .for_each_concurrent(self.args.write_concurrency, |action| {
-                let failures = failures.clone();
+                let failed = &failed;
                 async move {
-                    let (ns, result) = match &action {
+                    let (ns, written, removed, error) = match &action {
                         FindingAction::Upsert(c) => {
-                            let r = self.publisher.finding(c).await;
-                            (c.namespace.clone(), r.map(|o| o.map(Ok)))
+                            let w = self.publisher.finding(c).await;
+                            (c.namespace.clone(), w.latest, None, w.error)
                         }
                         FindingAction::Delete { namespace, name } => {
-                            let r = self.publisher.delete_finding(namespace, name).await;
-                            (namespace.clone(), r.map(|_| Some(Err(name.clone()))))
+                            match self.publisher.delete_finding(namespace, name).await {
+                                Ok(()) => (namespace.clone(), None, Some(name.clone()), None),
+                                Err(e) => (namespace.clone(), None, None, Some(e)),
+                            }
                         }
                     };
                     let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    match result {
-                        Ok(Some(Ok(obj))) => st.apply_finding(obj),
-                        Ok(Some(Err(name))) => {
-                            if let Some(m) = st.findings.get_mut(&ns) {
-                                m.remove(&name);
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            error!(error = %e, "write failed; will retry");
-                            failures.fetch_add(1, Ordering::Relaxed);
-                            st.mark(&ns);
-                        }
+                    if let Some(obj) = written {
+                        st.apply_finding(obj);
+                    }
+                    if let Some(name) = removed
+                        && let Some(m) = st.findings.get_mut(&ns)
+                    {
+                        m.remove(&name);
+                    }
+                    drop(st);
+                    if let Some(e) = error {
+                        log_failure(&e);
+                        failed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .namespaces
+                            .insert(ns);
                     }
                 }
             })
             .await;
+        let mut failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
         for change in plan.baselines {
             match self.publisher.baseline(&change).await {
                 Ok(Some(obj)) => {
@@ -339,15 +564,36 @@ impl super::Controller {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    error!(error = %e, "baseline status write failed; will retry");
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    self.state
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .baselines_dirty = true;
+                    log_failure(&e);
+                    failed.baselines = true;
                 }
             }
         }
-        failures.load(Ordering::Relaxed)
+        failed
+    }
+}
+
+/// Where a round's writes failed.
+#[derive(Default, Debug)]
+pub struct Failed {
+    pub namespaces: std::collections::BTreeSet<String>,
+    pub baselines: bool,
+}
+
+impl Failed {
+    pub fn count(&self) -> usize {
+        self.namespaces.len() + usize::from(self.baselines)
+    }
+}
+
+fn log_failure(e: &ControllerError) {
+    match e {
+        ControllerError::NotLeading { .. } | ControllerError::RateCapped { .. } => {
+            warn!(error = %e, "write deferred")
+        }
+        _ if e.is_retryable() => warn!(error = %e, "write failed; will retry with backoff"),
+        _ => {
+            error!(error = %e, "write refused; will retry with backoff (a refusal that persists needs an operator: RBAC, admission, schema)")
+        }
     }
 }

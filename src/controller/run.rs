@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::Controller;
 use super::observe::observe;
@@ -20,7 +20,14 @@ use crate::telemetry::Metrics;
 /// Run the controller until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging(args.log_format);
-    let client = Client::try_default().await?;
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no Kubernetes client configuration (in-cluster service account or KUBECONFIG): {e}"
+        )
+    })?;
+    if let Err(why) = super::preflight::check(&client, &args).await {
+        anyhow::bail!("{why}");
+    }
     let metrics = Arc::new(Metrics::default());
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cronwarden".into());
@@ -39,13 +46,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "starting cronwarden controller"
     );
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
-    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, crate::telemetry::router(metrics)).await {
-            error!(error = %e, "metrics server stopped");
-        }
-    });
+    // /metrics (HTTPS behind TokenReview + SubjectAccessReview, or plain
+    // with --metrics-insecure) and the plain-HTTP probes.
+    super::metrics_auth::serve(&args, client.clone(), metrics).await?;
 
     let notify = Arc::new(Notify::new());
     tokio::spawn(observe(
@@ -99,7 +102,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         start_audit_sources(&args, &ctl, store.clone(), notify.clone()).await?;
     }
 
-    let (leader, lease_task) = super::lease::elect(client.clone(), &args, identity).await?;
+    let (leader, lease_task) =
+        super::lease::elect(client.clone(), &args, identity, ctl.publisher.fence.clone()).await?;
     let result = reconcile_loop(ctl.clone(), leader, notify).await;
     if let Some(task) = lease_task {
         // Dropping the receiver (in reconcile_loop) releases the Lease.
@@ -154,28 +158,53 @@ async fn reconcile_loop(
 ) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut was_leader = false;
-    let mut retry_after: Option<Duration> = None;
+    let mut next_resync = tokio::time::Instant::now() + ctl.args.resync;
+    ctl.metrics
+        .health
+        .set_stall(ctl.args.health_stall.max(ctl.args.resync * 2));
     loop {
-        let resync = tokio::time::sleep(retry_after.unwrap_or(ctl.args.resync));
+        // The next key whose backoff ends, else the resync; a lapsing fence
+        // is looked at every second so leadership is reported promptly.
+        let due = ctl
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .promote_due(std::time::Instant::now());
+        let mut wake = next_resync;
+        if let Some(d) = due {
+            wake = wake.min(tokio::time::Instant::from_std(d));
+        }
+        if was_leader {
+            wake = wake.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        }
+        let mut ready_now = false;
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { info!("interrupt: shutting down"); break; }
-            _ = notify.notified() => {}
-            _ = resync => {
-                ctl.state.lock().unwrap_or_else(|e| e.into_inner()).all_dirty = true;
-            }
+            _ = notify.notified() => { ready_now = true; }
+            _ = tokio::time::sleep_until(wake) => {}
             r = leader.changed() => {
                 if r.is_err() { warn!("leader election stopped"); }
             }
         }
-        // Let a burst of watch events land in one round.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let is_leader = *leader.borrow();
+        if tokio::time::Instant::now() >= next_resync {
+            next_resync = tokio::time::Instant::now() + ctl.args.resync;
+            ctl.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .all_dirty = true;
+        }
+        if ready_now {
+            // Let a burst of watch events land in one round.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let is_leader = *leader.borrow() && ctl.publisher.fence.allows();
         ctl.metrics.leader.set(is_leader as i64);
         if is_leader != was_leader {
             info!(leader = is_leader, "leadership changed");
             if is_leader {
-                // Standby caches are warm; re-evaluate everything once.
+                // Standby caches are warm; re-evaluate everything once (this
+                // also drains Events owed by transitions of the old leader).
                 ctl.state
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -184,11 +213,12 @@ async fn reconcile_loop(
             was_leader = is_leader;
         }
         if !is_leader || !ctl.metrics.ready.load(Ordering::Relaxed) {
+            ctl.metrics.health.beat();
             continue;
         }
         let span = info_span!("reconcile");
-        let failures = ctl.round().instrument(span).await;
-        retry_after = (failures > 0).then(|| Duration::from_secs(2));
+        ctl.round().instrument(span).await;
+        ctl.metrics.health.beat();
     }
     drop(leader);
     Ok(())

@@ -368,6 +368,7 @@ impl DesiredFinding {
                 last_seen: Some(now.clone()),
                 resolved_at: None,
                 observed_generation: None,
+                pending_events: Vec::new(),
                 conditions: vec![
                     Condition {
                         type_: CONDITION_ACTIVE.into(),

@@ -2,6 +2,7 @@
 //! `delete`, `reset` on relist), and which namespaces need re-evaluation.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -22,6 +23,19 @@ pub enum Kind {
     Findings = 3,
     ClusterBaselines = 4,
     Jobs = 5,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CronJobs => "CronJob",
+            Kind::Namespaces => "Namespace",
+            Kind::Baselines => "CronJobBaseline",
+            Kind::Findings => "CronJobFinding",
+            Kind::ClusterBaselines => "ClusterCronJobBaseline",
+            Kind::Jobs => "Job",
+        }
+    }
 }
 
 /// A baseline of either tier, as the index keeps it (no managedFields).
@@ -127,6 +141,12 @@ pub struct State {
     pub dirty: BTreeSet<String>,
     pub all_dirty: bool,
     pub baselines_dirty: bool,
+    /// Keys whose last writes failed, waiting out their backoff (SPEC 5.3):
+    /// namespace → (when to retry, failures in a row). A new watch event
+    /// for the key brings it back at once; nothing else waits for it.
+    pub backoff: BTreeMap<String, (Instant, u32)>,
+    /// The same for the baseline status writes.
+    pub baselines_backoff: Option<(Instant, u32)>,
     /// Without `--watch-jobs` the Job watch never runs: counted as synced.
     synced: [bool; 6],
 }
@@ -387,6 +407,28 @@ impl State {
         self.mark(name);
     }
 
+    /// After a namespace was evaluated: once it is deleted and nothing of
+    /// it is left (its CronJobs, Jobs and findings go with it, each by its
+    /// own watch), forget it entirely: verdicts, template histories,
+    /// backoff. Empty maps are dropped in any case. Its metric series go
+    /// with its verdict (SPEC 5.1).
+    pub fn prune(&mut self, ns: &str) {
+        fn drop_empty<V>(m: &mut BTreeMap<String, BTreeMap<String, V>>, ns: &str) -> bool {
+            if m.get(ns).is_some_and(BTreeMap::is_empty) {
+                m.remove(ns);
+            }
+            !m.contains_key(ns)
+        }
+        let empty = drop_empty(&mut self.cronjobs, ns)
+            & drop_empty(&mut self.jobs, ns)
+            & drop_empty(&mut self.findings, ns);
+        if empty && !self.namespaces.contains_key(ns) && self.is_synced(Kind::Namespaces) {
+            self.results.remove(ns);
+            self.histories.remove(ns);
+            self.backoff.remove(ns);
+        }
+    }
+
     pub fn reset_namespaces(&mut self, all: Vec<(String, Labels)>) {
         self.namespaces = all.into_iter().collect();
         self.all_dirty = true;
@@ -497,6 +539,54 @@ impl State {
         self.all_dirty = true;
     }
 
+    /// A key's writes failed: retry it after an exponential backoff with
+    /// jitter (250 ms doubling, at most `max`), not before.
+    pub fn failed(&mut self, ns: &str, now: Instant, max: Duration) {
+        let n = self.backoff.get(ns).map_or(0, |(_, n)| *n) + 1;
+        self.backoff
+            .insert(ns.to_owned(), (now + backoff_delay(n, max), n));
+    }
+
+    pub fn baselines_failed(&mut self, now: Instant, max: Duration) {
+        let n = self.baselines_backoff.map_or(0, |(_, n)| n) + 1;
+        self.baselines_backoff = Some((now + backoff_delay(n, max), n));
+    }
+
+    /// A key evaluated and written without error forgets its failures.
+    pub fn succeeded(&mut self, ns: &str) {
+        self.backoff.remove(ns);
+    }
+
+    /// Move the keys whose backoff is over into the dirty set; returns when
+    /// the next one is due.
+    pub fn promote_due(&mut self, now: Instant) -> Option<Instant> {
+        let due: Vec<String> = self
+            .backoff
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            // Its failure count stays until a round succeeds.
+            if let Some(e) = self.backoff.get_mut(&k) {
+                e.0 = far_future(now);
+            }
+            self.dirty.insert(k);
+        }
+        if let Some((at, _)) = self.baselines_backoff.as_mut()
+            && *at <= now
+        {
+            *at = far_future(now);
+            self.baselines_dirty = true;
+        }
+        self.backoff
+            .values()
+            .map(|(at, _)| *at)
+            .chain(self.baselines_backoff.map(|(at, _)| at))
+            .filter(|at| *at < far_future(now))
+            .min()
+    }
+
     /// Take the namespaces to re-evaluate now.
     pub fn take_dirty(&mut self) -> Vec<String> {
         if std::mem::take(&mut self.all_dirty) {
@@ -511,6 +601,19 @@ impl State {
         }
         std::mem::take(&mut self.dirty).into_iter().collect()
     }
+}
+
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365)
+}
+
+/// 250 ms × 2^(n-1), capped, then "equal jitter": half fixed, half random,
+/// so keys that failed together do not retry in lockstep.
+pub fn backoff_delay(n: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1u32 << (n.saturating_sub(1)).min(20))
+        .min(max);
+    base / 2 + base.mul_f64(fastrand::f64() / 2.0)
 }
 
 /// resourceVersions are opaque, but etcd-backed servers issue increasing

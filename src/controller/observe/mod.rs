@@ -165,7 +165,11 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
         .boxed();
     let mut buffer: Vec<K::Item> = Vec::new();
     let project = |o: K| watched(&ctl.args, &o).then(|| K::compact(&ctl.state, K::project(o)));
+    let kind = K::KIND.as_str();
     while let Some(ev) = stream.next().await {
+        if ev.is_ok() {
+            ctl.metrics.health.watch_ok(kind);
+        }
         match ev {
             Ok(Event::Init) => buffer.clear(),
             Ok(Event::InitApply(o)) => buffer.extend(project(o)),
@@ -187,7 +191,12 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
                 K::delete(&mut st, &item);
             }
             Err(e) => {
-                warn!(kind = ?K::KIND, error = %e, "watch error; retrying with backoff");
+                warn!(kind, error = %e, "watch error; retrying with backoff");
+                ctl.metrics.health.watch_error(kind);
+                ctl.metrics
+                    .watch_errors
+                    .get_or_create(&crate::telemetry::KindLabel { kind: kind.into() })
+                    .inc();
                 continue;
             }
         }

@@ -38,12 +38,65 @@ pub enum FindingAction {
 pub struct FindingChange {
     pub namespace: String,
     pub name: String,
+    /// The finding's uid, when it exists already.
+    pub uid: Option<String>,
     /// Labels and `spec.subject` to apply (the object is created if missing).
     pub meta: Option<(BTreeMap<String, String>, Subject)>,
+    /// The status to hold once the Events are written; its
+    /// `pendingEvents` are those earlier transitions still owe (SPEC 4).
     pub status: Option<CronJobFindingStatus>,
+    /// The status differs from the server's (otherwise it is written only
+    /// to clear pendingEvents once they are delivered).
+    pub write_status: bool,
+    /// Events of the transitions this change makes.
     pub events: Vec<EventSpec>,
-    /// The CronJob to suspend, and the baseline asking for it.
-    pub suspend: Option<String>,
+    /// Identifies the status the transitions start from: with the finding's
+    /// uid and the reason it names each Event, so a retry after a crash or
+    /// a failed status write finds the Event already there (409).
+    pub fingerprint: String,
+    /// The CronJob to suspend (SPEC 6).
+    pub suspend: Option<Suspension>,
+}
+
+/// An enforcement action and its preconditions: the CronJob as evaluated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspension {
+    /// The baseline asking for it.
+    pub baseline: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+/// What a status looks like before a transition: a short hash of it as the
+/// server holds it (`none` for a finding without status).
+pub fn fingerprint(status: Option<&CronJobFindingStatus>) -> String {
+    use sha2::{Digest, Sha256};
+    match status {
+        None => "none".into(),
+        Some(s) => {
+            let json = serde_json::to_vec(s).unwrap_or_default();
+            hex::encode(&Sha256::digest(&json)[..8])
+        }
+    }
+}
+
+/// The name of the Event a transition owes: `<finding>.<16 hex>`, the hex
+/// from the finding's uid, the status it started from and the reason, so
+/// the same transition always names the same Event.
+pub fn event_name(finding: &str, uid: &str, fingerprint: &str, reason: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [uid, fingerprint, reason] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hash = hex::encode(&h.finalize()[..8]);
+    let mut base = finding;
+    if base.len() > 253 - 17 {
+        base = &base[..253 - 17];
+    }
+    let base = base.trim_end_matches(['.', '-']);
+    format!("{base}.{hash}")
 }
 
 /// What to write for one baseline.

@@ -114,13 +114,14 @@ pub fn plan_finding(
                     ),
                     acknowledged(existing, prev_conditions, now),
                 ],
+                pending_events: prev.map(|s| s.pending_events.clone()).unwrap_or_default(),
             };
             let want_labels = labels(d.severity.as_str(), FindingState::Open);
             let meta = match existing {
                 Some(f) if !labels_differ(f, &want_labels) && f.spec.subject == d.subject => None,
                 _ => Some((want_labels, d.subject.clone())),
             };
-            let status_change = (prev != Some(&status)).then_some(status);
+            let write_status = prev != Some(&status);
             // Events: every rule when the finding opens, new rules after.
             let before: Vec<Rule> = continuing
                 .map(|s| s.violations.iter().map(|v| v.rule).collect())
@@ -148,16 +149,34 @@ pub fn plan_finding(
                 .suspend_by
                 .clone()
                 .filter(|_| enforce)
-                .filter(|_| cronjob.is_some_and(|c| c.suspend != Some(true)));
-            if meta.is_none() && status_change.is_none() && events.is_empty() && suspend.is_none() {
+                .and_then(|baseline| {
+                    // The CronJob as evaluated: the patch's preconditions.
+                    let c = cronjob.filter(|c| c.suspend != Some(true))?;
+                    Some(Suspension {
+                        baseline,
+                        uid: c.uid.clone()?,
+                        resource_version: c.resource_version.0.clone()?,
+                    })
+                })
+                // Only the subject this finding is about (never a Job's).
+                .filter(|_| d.subject.kind == "CronJob");
+            if meta.is_none()
+                && !write_status
+                && events.is_empty()
+                && suspend.is_none()
+                && status.pending_events.is_empty()
+            {
                 return None;
             }
             Some(FindingAction::Upsert(Box::new(FindingChange {
                 namespace: d.namespace.clone(),
                 name: d.name.clone(),
+                uid: existing.and_then(|f| f.metadata.uid.clone()),
                 meta,
-                status: status_change,
+                status: Some(status),
+                write_status,
                 events,
+                fingerprint: fingerprint(prev),
                 suspend,
             })))
         }
@@ -170,7 +189,8 @@ pub fn plan_finding(
                     .resolved_at
                     .as_ref()
                     .is_none_or(|t| t.0 + retention <= now.0);
-                if expired {
+                // Owed Events are written before the evidence goes.
+                if expired && prev.pending_events.is_empty() {
                     return Some(FindingAction::Delete { namespace, name });
                 }
                 // Keep mirroring the acknowledgement on resolved findings.
@@ -180,15 +200,19 @@ pub fn plan_finding(
                     .conditions
                     .retain(|c| c.type_ != CONDITION_ACKNOWLEDGED);
                 status.conditions.push(ack);
-                if status == prev {
+                let write_status = status != prev;
+                if !write_status && status.pending_events.is_empty() {
                     return None;
                 }
                 return Some(FindingAction::Upsert(Box::new(FindingChange {
                     namespace,
                     name,
+                    uid: f.metadata.uid.clone(),
                     meta: None,
                     status: Some(status),
+                    write_status,
                     events: Vec::new(),
+                    fingerprint: fingerprint(f.status.as_ref()),
                     suspend: None,
                 })));
             }
@@ -266,12 +290,15 @@ pub fn plan_finding(
             Some(FindingAction::Upsert(Box::new(FindingChange {
                 namespace,
                 name,
+                uid: f.metadata.uid.clone(),
                 meta: Some((
                     labels(&severity, FindingState::Resolved),
                     f.spec.subject.clone(),
                 )),
                 status: Some(status),
+                write_status: true,
                 events: vec![event],
+                fingerprint: fingerprint(f.status.as_ref()),
                 suspend: None,
             })))
         }

@@ -27,6 +27,8 @@ use crate::telemetry::{FindingLabels, StateLabel};
 pub struct Plan {
     pub findings: Vec<FindingAction>,
     pub baselines: Vec<BaselineChange>,
+    /// The keys (namespaces) this round evaluated.
+    pub evaluated: Vec<String>,
 }
 
 impl Plan {
@@ -146,6 +148,10 @@ impl Controller {
         for r in results {
             st.results.insert(r.namespace.clone(), r);
         }
+        for ns in &dirty {
+            st.prune(ns);
+        }
+        plan.evaluated = dirty;
         if evaluated || std::mem::take(&mut st.baselines_dirty) {
             let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
             let reports = aggregate(&ordered, st.results.values());
