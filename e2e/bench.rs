@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::harness::{Cluster, metric};
-use crate::support::{baseline_yaml, cronjob_yaml, wait};
+use crate::support::{baseline_yaml, create_all, cronjob_yaml, wait};
 use cronwarden::api::{CronJobBaseline, CronJobFinding, FindingState};
 use cronwarden::engine::{CronJobView, Engine, Inventory, Settings};
 use cronwarden::synthetic::{self, Spec};
@@ -33,33 +33,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Create namespaced objects, 32 requests in flight.
-async fn create_all<K>(client: &kube::Client, objects: Vec<K>) -> Result<(), String>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-{
-    let results: Vec<Result<(), String>> = futures::stream::iter(objects)
-        .map(|o| {
-            let client = client.clone();
-            async move {
-                let api: Api<K> =
-                    Api::namespaced(client, o.meta().namespace.as_deref().unwrap_or("default"));
-                api.create(&PostParams::default(), &o)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
 }
 
 fn mib(kib: u64) -> String {

@@ -59,6 +59,11 @@ impl Proc {
     }
 
     /// SIGKILL: a crash, nothing released.
+    /// Still running (not exited)?
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -100,8 +105,27 @@ pub struct Cluster {
     // Order matters: the controller manager stops before the API server,
     // the API server before etcd.
     controller_manager_proc: Option<Proc>,
-    _apiserver: Option<Proc>,
+    apiserver: std::sync::Mutex<Option<Proc>>,
+    /// How to start the API server again (`restart_apiserver`).
+    apiserver_cmd: Option<(PathBuf, Vec<String>)>,
     _etcd: Option<Proc>,
+}
+
+fn spawn_apiserver(bin: &Path, args: &[String], d: &Path, n: usize) -> Proc {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    Proc::spawn(
+        "kube-apiserver",
+        cmd,
+        d.join(format!(
+            "kube-apiserver{}.log",
+            if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            }
+        )),
+    )
 }
 
 /// kube-apiserver writes the shipped audit policy's events to a log file
@@ -368,23 +392,26 @@ impl Cluster {
         )
         .unwrap();
         let audit = AuditSetup::create(d)?;
-        let mut api_cmd = Command::new(assets.join("kube-apiserver"));
-        api_cmd.args(audit.apiserver_flags());
-        api_cmd.args([
-            &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-            &format!("--secure-port={api_port}"),
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            &format!("--cert-dir={}", d.join("certs").display()),
-            &format!("--service-account-key-file={}", key.display()),
-            &format!("--service-account-signing-key-file={}", key.display()),
-            "--service-account-issuer=https://kubernetes.default.svc",
-            &format!("--token-auth-file={}", d.join("tokens.csv").display()),
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--allow-privileged=true",
-        ]);
-        let apiserver = Proc::spawn("kube-apiserver", api_cmd, d.join("kube-apiserver.log"));
+        let mut api_args: Vec<String> = audit.apiserver_flags();
+        api_args.extend(
+            [
+                &format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                &format!("--secure-port={api_port}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--cert-dir={}", d.join("certs").display()),
+                &format!("--service-account-key-file={}", key.display()),
+                &format!("--service-account-signing-key-file={}", key.display()),
+                "--service-account-issuer=https://kubernetes.default.svc",
+                &format!("--token-auth-file={}", d.join("tokens.csv").display()),
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+            ]
+            .map(String::from),
+        );
+        let api_bin = assets.join("kube-apiserver");
+        let apiserver = spawn_apiserver(&api_bin, &api_args, d, 0);
         let admin = d.join("admin.kubeconfig");
         std::fs::write(&admin, kubeconfig(api_port, token)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -404,6 +431,7 @@ impl Cluster {
         let mut c =
             Cluster::installed(dir, admin, kubectl, cm, Some(apiserver), Some(etcd)).await?;
         c.audit = Some(audit);
+        c.apiserver_cmd = Some((api_bin, api_args));
         Ok(c)
     }
 
@@ -426,11 +454,39 @@ impl Cluster {
             controller_manager: cm.missing,
             audit: None,
             controller_manager_proc: cm.proc,
-            _apiserver: apiserver,
+            apiserver: std::sync::Mutex::new(apiserver),
+            apiserver_cmd: None,
             _etcd: etcd,
         };
         c.install().await?;
         Ok(c)
+    }
+
+    /// Stop kube-apiserver (SIGTERM), leave it down for `down`, start it
+    /// again with the same flags and etcd; returns once it is ready. `Err`
+    /// when this cluster's API server is not ours to restart.
+    pub async fn restart_apiserver(&self, down: Duration) -> Result<(), String> {
+        let Some((bin, args)) = &self.apiserver_cmd else {
+            return Err("the API server is not run by this harness".into());
+        };
+        {
+            let mut g = self.apiserver.lock().unwrap();
+            if let Some(p) = g.as_mut() {
+                p.terminate();
+            }
+            *g = None;
+        }
+        tokio::time::sleep(down).await;
+        let p = spawn_apiserver(bin, args, self.dir.path(), 1);
+        *self.apiserver.lock().unwrap() = Some(p);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.kubectl(&["get", "--raw", "/readyz"]).is_err() {
+            if Instant::now() > deadline {
+                return Err("kube-apiserver did not come back".into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(())
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
@@ -554,7 +610,10 @@ impl Cluster {
             .env("KUBECONFIG", &self.sa_kubeconfig)
             .env("POD_NAMESPACE", "cronwarden-system")
             .env("POD_NAME", name)
-            .env("RUST_LOG", "info,kube_client=error");
+            .env(
+                "RUST_LOG",
+                "info,kube_client=error,cronwarden::controller::publish=debug",
+            );
         Proc::spawn(name, cmd, self.dir.path().join(format!("{name}.log")))
     }
 }

@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 
 use crate::harness::{Cluster, Proc, free_metrics_port, http_get, metric};
 use cronwarden::api::{CronJobFinding, FindingState};
@@ -59,6 +60,33 @@ impl Ctl {
         )
         .await
     }
+}
+
+/// Create namespaced objects, 32 requests in flight.
+pub async fn create_all<K>(client: &kube::Client, objects: Vec<K>) -> Result<(), String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let results: Vec<Result<(), String>> = futures::stream::iter(objects)
+        .map(|o| {
+            let client = client.clone();
+            async move {
+                let api: Api<K> =
+                    Api::namespaced(client, o.meta().namespace.as_deref().unwrap_or("default"));
+                api.create(&PostParams::default(), &o)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
 }
 
 /// Poll until `f` gives a value or the deadline passes.

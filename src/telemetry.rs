@@ -80,6 +80,7 @@ pub struct Metrics {
     pub audit_kept: Gauge,
     pub backoff_keys: Gauge,
     pub pending_events: Gauge,
+    pub indexed_namespaces: Gauge,
     pub rounds: Counter,
     pub watch_errors: Family<KindLabel, Counter>,
     /// Requests to /metrics by the API server's answer.
@@ -195,6 +196,12 @@ impl Default for Metrics {
             "Events owed by transitions and not yet written (kept in findings' status.pendingEvents)",
             pending_events.clone(),
         );
+        let indexed_namespaces = Gauge::default();
+        registry.register(
+            "indexed_namespaces",
+            "Namespaces the index holds anything of (CronJobs, Jobs, findings, verdicts); a deleted one leaves",
+            indexed_namespaces.clone(),
+        );
         let rounds = Counter::default();
         registry.register(
             "reconcile_rounds",
@@ -218,6 +225,7 @@ impl Default for Metrics {
             metrics_auth,
             backoff_keys,
             pending_events,
+            indexed_namespaces,
             rounds,
             watch_errors,
             health: Default::default(),

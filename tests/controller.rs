@@ -968,3 +968,38 @@ async fn suspensions_are_rate_capped() {
         "{m}"
     );
 }
+
+/// SPEC 5.1: once a namespace is deleted (its objects first, each by its
+/// own watch, then the namespace), nothing of it stays in the index and
+/// its metric series go.
+#[tokio::test]
+async fn a_deleted_namespace_leaves_nothing_behind() {
+    let (ctl, fake, _srv) = controller(&[]);
+    seed_rogue(&ctl, &fake);
+    ctl.state
+        .lock()
+        .unwrap()
+        .reset_namespaces(vec![("apps".into(), Default::default())]);
+    assert_eq!(round(&ctl).await, 0);
+    let m = ctl.metrics.encode();
+    assert!(
+        m.contains(r#"cronwarden_open_findings{namespace="apps""#),
+        "{m}"
+    );
+    assert!(m.contains("cronwarden_indexed_namespaces 1"), "{m}");
+    {
+        let mut st = ctl.state.lock().unwrap();
+        let f = st.findings["apps"]["rogue"].clone();
+        st.delete_cronjob("apps", "rogue");
+        st.delete_finding(&f);
+        let b = st.baselines.values().next().unwrap().0.clone();
+        st.delete_baseline(b);
+        st.delete_namespace("apps");
+    }
+    round(&ctl).await;
+    let m = ctl.metrics.encode();
+    assert!(!m.contains(r#"namespace="apps""#), "{m}");
+    assert!(m.contains("cronwarden_indexed_namespaces 0"), "{m}");
+    let st = ctl.state.lock().unwrap();
+    assert!(st.results.is_empty() && st.findings.is_empty() && st.cronjobs.is_empty());
+}

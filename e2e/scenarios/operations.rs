@@ -47,9 +47,18 @@ pub(super) async fn restart_writes_nothing(c: &Cluster, ctl: &mut Ctl) -> Result
         after_events += c.events(ns).await.len();
     }
     *ctl = restarted;
+    let kinds: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("cronwarden_writes_total{") && l.contains("applied"))
+        .collect();
+    let log = ctl.proc.tail(400);
+    let what: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("writing finding"))
+        .collect();
     ensure(
         applied == 0.0,
-        format!("{applied} writes after restart, want 0"),
+        format!("{applied} writes after restart, want 0: {kinds:?} {what:?}"),
     )?;
     ensure(
         events == 0.0 && after_events == before_events,
@@ -106,7 +115,13 @@ pub(super) async fn failover_between_replicas(c: &Cluster, ctl: &mut Ctl) -> Res
     ensure(
         took <= Duration::from_secs(4 + 5),
         format!("took {took:?}, want <= lease duration + 5s"),
-    )
+    )?;
+    ctl.settle(3).await?;
+    for name in ["first", "second"] {
+        let n = c.events_about(ns, name, "NotInBaseline").await.len();
+        ensure(n == 1, format!("{name}: {n} NotInBaseline Events, want 1"))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn enforcement_suspends_only_when_allowed(

@@ -40,7 +40,15 @@ struct Entry {
     answered: Option<Instant>,
     /// RBAC changed since it was answered.
     stale: bool,
+    /// Reviews that failed in a row, and when to ask again after one.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
+
+/// A first review that fails is asked again (after 0.5, 1, 2, 4, 8, 16 s:
+/// about 30 s in all) before the finding says the power could not be
+/// evaluated: an API server restart is not a reason to raise it.
+const ATTEMPTS_BEFORE_FAILED: u32 = 6;
 
 pub struct Reviews {
     client: Client,
@@ -64,6 +72,9 @@ impl Reviews {
     }
 
     fn due(&self, e: &Entry, now: Instant) -> bool {
+        if let Some(at) = e.retry_at {
+            return now >= at;
+        }
         e.stale || e.answered.is_none_or(|t| now.duration_since(t) >= self.ttl)
     }
 
@@ -90,9 +101,20 @@ impl Reviews {
                     .collect()
             };
             if due.is_empty() {
+                let now = Instant::now();
+                let next_retry = {
+                    let m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                    m.values()
+                        .filter_map(|e| e.retry_at)
+                        .min()
+                        .map(|at| at.saturating_duration_since(now))
+                };
+                let sleep = next_retry
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(Duration::from_secs(30));
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = tokio::time::sleep(sleep) => {}
                 }
                 continue;
             }
@@ -104,14 +126,29 @@ impl Reviews {
                         answer: Answer::Pending,
                         answered: None,
                         stale: false,
+                        failures: 0,
+                        retry_at: None,
                     });
                     let new = match result {
-                        Ok(p) => Answer::Known(p),
-                        Err(why) => match &e.answer {
-                            // Keep what was known: no flapping on an API blip.
-                            Answer::Known(_) => e.answer.clone(),
-                            _ => Answer::Failed(why),
-                        },
+                        Ok(p) => {
+                            e.failures = 0;
+                            e.retry_at = None;
+                            Answer::Known(p)
+                        }
+                        Err(why) => {
+                            e.failures += 1;
+                            e.retry_at = Some(
+                                Instant::now() + Duration::from_secs(1 << e.failures.min(5)) / 2,
+                            );
+                            match &e.answer {
+                                // Keep what was known: no flapping on an API blip.
+                                Answer::Known(_) => e.answer.clone(),
+                                Answer::Pending if e.failures < ATTEMPTS_BEFORE_FAILED => {
+                                    Answer::Pending
+                                }
+                                _ => Answer::Failed(why),
+                            }
+                        }
                     };
                     let changed = new != e.answer;
                     e.answer = new;
@@ -219,6 +256,8 @@ impl PowerSource for Reviews {
                 answer: Answer::Pending,
                 answered: None,
                 stale: false,
+                failures: 0,
+                retry_at: None,
             },
         );
         drop(m);

@@ -276,6 +276,14 @@ impl Publisher {
         self.metrics
             .pending_events
             .set(status.pending_events.len() as i64);
+        debug!(
+            finding = %object,
+            meta = change.meta.is_some(),
+            status = change.write_status,
+            events = fresh.len(),
+            cleared,
+            "writing finding"
+        );
         if change.write_status || cleared {
             let body = json!({
                 "apiVersion": API_VERSION,

@@ -147,6 +147,11 @@ pub struct State {
     pub backoff: BTreeMap<String, (Instant, u32)>,
     /// The same for the baseline status writes.
     pub baselines_backoff: Option<(Instant, u32)>,
+    /// uids of findings the watch saw deleted, most recent last: a write
+    /// response that arrives after the delete (the namespace controller
+    /// removing a namespace's findings while we write one) must not bring
+    /// the finding back into the index.
+    deleted_findings: std::collections::VecDeque<String>,
     /// Without `--watch-jobs` the Job watch never runs: counted as synced.
     synced: [bool; 6],
 }
@@ -506,6 +511,11 @@ impl State {
         // writes return them too, not only the watch.
         f.metadata.managed_fields = None;
         let ns = f.namespace().unwrap_or_default();
+        if let Some(uid) = &f.metadata.uid
+            && self.deleted_findings.contains(uid)
+        {
+            return;
+        }
         let slot = self.findings.entry(ns.clone()).or_default();
         if let Some(old) = slot.get(&f.name_any())
             && is_older(&f, old)
@@ -523,6 +533,15 @@ impl State {
                 .is_some_and(|cur| cur.metadata.uid == f.metadata.uid)
         {
             m.remove(&f.name_any());
+            if m.is_empty() {
+                self.findings.remove(&ns);
+            }
+        }
+        if let Some(uid) = &f.metadata.uid {
+            if self.deleted_findings.len() >= 4096 {
+                self.deleted_findings.pop_front();
+            }
+            self.deleted_findings.push_back(uid.clone());
         }
         self.mark(&ns);
     }

@@ -290,6 +290,20 @@ impl Controller {
             }
         }
         self.metrics.cronjobs.set(st.cronjob_count() as i64);
+        let mut held: BTreeSet<&String> = st.results.keys().collect();
+        held.extend(st.cronjobs.keys());
+        held.extend(st.jobs.keys());
+        held.extend(st.findings.keys());
+        held.extend(st.histories.keys());
+        self.metrics.indexed_namespaces.set(held.len() as i64);
+        let owed: usize = st
+            .findings
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(|f| f.status.as_ref())
+            .map(|s| s.pending_events.len())
+            .sum();
+        self.metrics.pending_events.set(owed as i64);
         self.metrics.jobs.set(st.job_count() as i64);
         let (mut ok, mut bad) = (0, 0);
         for (b, _) in st.baselines.values() {
