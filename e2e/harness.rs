@@ -59,6 +59,14 @@ impl Proc {
     }
 
     /// SIGKILL: a crash, nothing released.
+    /// The exit code once the process has exited (-1 for a signal).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(s)) => Some(s.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
     /// Still running (not exited)?
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

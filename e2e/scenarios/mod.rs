@@ -174,6 +174,11 @@ pub async fn run_all(c: &Cluster) -> i32 {
     );
     scenario!(
         results,
+        "start-up problems: one line saying what to fix",
+        operations::startup_problems_say_what_to_fix(c)
+    );
+    scenario!(
+        results,
         "restart: no new Events, no writes",
         operations::restart_writes_nothing(c, &mut ctl)
     );

@@ -148,6 +148,43 @@ pub(super) async fn enforcement_suspends_only_when_allowed(
         cj.spec.suspend != Some(true),
         "suspended although enforcement is off",
     )?;
+    // The suspension's preconditions, as the API server applies them: the
+    // patch cronwarden sends, for the CronJob as it was before an edit,
+    // is refused and suspends nothing (SPEC 6).
+    let evaluated = api.get("intruder").await.map_err(|e| e.to_string())?;
+    let stale = cronwarden::controller::plan::Suspension {
+        baseline: format!("{ns}/strict"),
+        uid: evaluated.metadata.uid.clone().unwrap_or_default(),
+        resource_version: evaluated
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default(),
+    };
+    c.kubectl(&[
+        "label",
+        "cronjob",
+        "intruder",
+        "-n",
+        ns,
+        "edited=after-evaluation",
+    ])?;
+    let refused = api
+        .patch(
+            "intruder",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(cronwarden::controller::publish::suspension_patch(&stale)),
+        )
+        .await;
+    ensure(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 409),
+        format!("a suspension of the CronJob as evaluated before an edit: {refused:?}, want 409"),
+    )?;
+    let cj = api.get("intruder").await.map_err(|e| e.to_string())?;
+    ensure(
+        cj.spec.suspend != Some(true),
+        "suspended despite the precondition",
+    )?;
     // Enforcement on: the optional ClusterRole plus the flag.
     c.kubectl(&["apply", "--server-side", "-k", "config/enforcement"])?;
     ctl.proc.terminate();
@@ -175,4 +212,69 @@ pub(super) async fn enforcement_suspends_only_when_allowed(
     })
     .await?;
     Ok(())
+}
+
+/// Start-up problems end the process with one line saying what to create
+/// or grant, not an API error dump: no namespace for the Lease, an identity
+/// without the controller's RBAC.
+pub(super) async fn startup_problems_say_what_to_fix(c: &Cluster) -> Result<(), String> {
+    let run = |name: &str, kubeconfig: &std::path::Path, lease_ns: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cronwarden"));
+        cmd.args([
+            "run",
+            "--metrics-insecure",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--probe-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAMESPACE", lease_ns)
+        .env("RUST_LOG", "warn");
+        crate::harness::Proc::spawn(name, cmd, c.dir.path().join(format!("{name}.log")))
+    };
+    let exited = |mut p: crate::harness::Proc| async move {
+        let code = wait("the controller to exit", DEADLINE, || {
+            let code = p.exit_code();
+            async move { code }
+        })
+        .await?;
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        let last = log.lines().last().unwrap_or("").to_owned();
+        Ok::<_, String>((code, last, log))
+    };
+    let (code, last, log) = exited(run(
+        "startup-no-ns",
+        &c.sa_kubeconfig,
+        "e2e-no-such-namespace",
+    ))
+    .await?;
+    println!("e2e     no Lease namespace: exit {code}: {last}");
+    ensure(
+        code != 0
+            && last.starts_with("error: namespace e2e-no-such-namespace (for the leader Lease) does not exist: create it")
+            && log.lines().count() <= 3,
+        format!("exit {code}, log:\n{log}"),
+    )?;
+    let _ = c.kubectl(&[
+        "create",
+        "serviceaccount",
+        "e2e-nobody",
+        "-n",
+        "cronwarden-system",
+    ]);
+    let token = c.kubectl(&["create", "token", "e2e-nobody", "-n", "cronwarden-system"])?;
+    let nobody = c.token_kubeconfig("nobody", token.trim())?;
+    let (code, last, log) = exited(run("startup-no-rbac", &nobody, "cronwarden-system")).await?;
+    println!(
+        "e2e     no RBAC: exit {code}: {}",
+        &last[..last.len().min(150)]
+    );
+    ensure(
+        code != 0
+            && last
+                .starts_with("error: RBAC: this controller's identity may not list cronjobs.batch")
+            && last.contains("grant them"),
+        format!("exit {code}, log:\n{log}"),
+    )
 }

@@ -129,6 +129,22 @@ pub async fn check(client: &Client, args: &RunArgs) -> Result<(), String> {
         Err(kube::Error::Api(s)) if s.code == 403 => {}
         Err(e) => return Err(format!("cannot reach the API server: {e}")),
     }
+    if args.leader_election {
+        let ns = args.lease_namespace();
+        let nss: Api<Namespace> = Api::all(client.clone());
+        match nss.get_opt(&ns).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(format!(
+                    "namespace {ns} (for the leader Lease) does not exist: create it \
+                     (kubectl create namespace {ns}), or set --pod-namespace / POD_NAMESPACE, \
+                     or run with --leader-election=false"
+                ));
+            }
+            // Forbidden: reported with the other missing permissions.
+            Err(_) => {}
+        }
+    }
     let mut missing = Vec::new();
     let mut optional = Vec::new();
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
@@ -190,21 +206,6 @@ pub async fn check(client: &Client, args: &RunArgs) -> Result<(), String> {
             "RBAC: this controller's identity may not {}: grant them (config/rbac has the ClusterRole and the Lease Role)",
             missing.join(", ")
         ));
-    }
-    if args.leader_election {
-        let ns = args.lease_namespace();
-        let nss: Api<Namespace> = Api::all(client.clone());
-        match nss.get_opt(&ns).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!(
-                    "namespace {ns} (for the leader Lease) does not exist: create it \
-                     (kubectl create namespace {ns}), or set --pod-namespace / POD_NAMESPACE, \
-                     or run with --leader-election=false"
-                ));
-            }
-            Err(e) => return Err(format!("cannot read namespace {ns}: {e}")),
-        }
     }
     Ok(())
 }

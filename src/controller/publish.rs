@@ -395,14 +395,7 @@ impl Publisher {
             return Err(ControllerError::RateCapped { object });
         }
         let api: Api<CronJob> = Api::namespaced(self.client.clone(), namespace);
-        let body = json!({
-            "metadata": {
-                "uid": s.uid,
-                "resourceVersion": s.resource_version,
-                "annotations": {ANNOTATION_SUSPENDED_BY: s.baseline},
-            },
-            "spec": {"suspend": true},
-        });
+        let body = suspension_patch(s);
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -579,6 +572,20 @@ impl super::Controller {
         }
         failed
     }
+}
+
+/// The merge patch that suspends a CronJob: `metadata.uid` and
+/// `metadata.resourceVersion` in the body are preconditions the API server
+/// checks (409 Conflict when the object is not the one evaluated).
+pub fn suspension_patch(s: &Suspension) -> serde_json::Value {
+    json!({
+        "metadata": {
+            "uid": s.uid,
+            "resourceVersion": s.resource_version,
+            "annotations": {ANNOTATION_SUSPENDED_BY: s.baseline},
+        },
+        "spec": {"suspend": true},
+    })
 }
 
 /// Where a round's writes failed.
