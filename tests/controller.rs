@@ -532,11 +532,20 @@ async fn rejected_baseline_gets_accepted_false_and_an_event() {
         "{:?}",
         r.iter().map(|s| &s.path).collect::<Vec<_>>()
     );
+    // The Event first, under a name fixed by the transition; then the status.
+    assert_eq!(r[0].body["reason"], "BaselineRejected");
+    assert_eq!(r[0].body["regarding"]["kind"], "CronJobBaseline");
+    assert!(
+        r[0].body["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("broken.")
+    );
     assert_eq!(
-        r[0].path,
+        r[1].path,
         format!("{BASELINES}/broken/status?&force=true&fieldManager=cronwarden")
     );
-    let cond = &r[0].body["status"]["conditions"][0];
+    let cond = &r[1].body["status"]["conditions"][0];
     assert_eq!(cond["type"], "Accepted");
     assert_eq!(cond["status"], "False");
     assert_eq!(cond["reason"], "InvalidSchedule");
@@ -546,9 +555,7 @@ async fn rejected_baseline_gets_accepted_false_and_an_event() {
             .unwrap()
             .contains("approved[1] (name bad)")
     );
-    assert_eq!(r[0].body["status"]["observedGeneration"], 1);
-    assert_eq!(r[1].body["reason"], "BaselineRejected");
-    assert_eq!(r[1].body["regarding"]["kind"], "CronJobBaseline");
+    assert_eq!(r[1].body["status"]["observedGeneration"], 1);
     // Still rejected, same message: no second Event.
     assert_eq!(round(&ctl).await, 0);
     assert_eq!(fake.requests().len(), 2);

@@ -579,7 +579,10 @@ fn event_names_are_fixed_by_the_transition() {
     let back: cronwarden::api::CronJobFindingStatus =
         serde_json::from_value(serde_json::to_value(s.unwrap()).unwrap()).unwrap();
     assert_eq!(fingerprint(Some(&back)), fingerprint(s));
-    assert_ne!(fingerprint(s), fingerprint(None));
+    assert_ne!(
+        fingerprint(s),
+        fingerprint::<cronwarden::api::CronJobFindingStatus>(None)
+    );
     let a = event_name("x", "uid-1", &fingerprint(s), "ImageNotApproved");
     assert_eq!(
         a,

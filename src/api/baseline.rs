@@ -239,4 +239,7 @@ pub struct CronJobBaselineStatus {
     pub open_findings: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Events of past transitions not yet written (SPEC 4: at least once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_events: Vec<super::PendingEvent>,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -240,17 +240,11 @@ impl Publisher {
                 Err(e) => out.error = Some(e),
             }
         }
-        owed.extend(fresh.iter().map(|ev| PendingEvent {
-            name: event_name(&change.name, &uid, &change.fingerprint, &ev.reason),
-            type_: match ev.type_ {
-                EventType::Warning => "Warning".into(),
-                EventType::Normal => "Normal".into(),
-            },
-            reason: ev.reason.clone(),
-            action: ev.action.clone(),
-            note: ev.note.clone(),
-            regarding_uid: ev.regarding.uid.clone(),
-        }));
+        owed.extend(
+            fresh
+                .iter()
+                .map(|ev| pending(ev, &change.name, &uid, &change.fingerprint)),
+        );
         let mut undelivered = Vec::new();
         for p in owed {
             let regarding = match &subject {
@@ -331,6 +325,8 @@ impl Publisher {
         }
     }
 
+    /// A baseline's status, after its Events (named by the transition, as
+    /// for findings); those refused stay owed in its `pendingEvents`.
     pub async fn baseline(
         &self,
         change: &BaselineChange,
@@ -343,6 +339,32 @@ impl Publisher {
                 format!("CronJobBaseline {}/{}", change.namespace, change.name),
             ),
         };
+        let mut owed = change.status.pending_events.clone();
+        owed.extend(
+            change
+                .events
+                .iter()
+                .map(|ev| pending(ev, &change.name, &change.uid, &change.fingerprint)),
+        );
+        let mut undelivered = Vec::new();
+        let mut error = None;
+        for p in owed {
+            let regarding = ObjectReference {
+                uid: p.regarding_uid.clone(),
+                ..change.regarding.clone()
+            };
+            if let Err(e) = self.deliver(&p, regarding, None).await {
+                warn!(event = p.name, reason = p.reason, error = %e, "Event not written; kept in the baseline's status for the next attempt");
+                error.get_or_insert(e);
+                undelivered.push(p);
+            }
+        }
+        let cleared = change.status.pending_events != undelivered;
+        let mut status = change.status.clone();
+        status.pending_events = undelivered;
+        if !change.write_status && !cleared {
+            return error.map_or(Ok(None), Err);
+        }
         let mut metadata = json!({"name": change.name});
         if change.tier == Tier::Namespace {
             metadata["namespace"] = json!(change.namespace);
@@ -351,7 +373,7 @@ impl Publisher {
             "apiVersion": API_VERSION,
             "kind": kind,
             "metadata": metadata,
-            "status": change.status,
+            "status": status,
         });
         let patch = Patch::Apply(&body);
         let o: StoredBaseline = match change.tier {
@@ -374,10 +396,7 @@ impl Publisher {
             }
         };
         self.metrics.write("baseline_status", "applied");
-        for ev in &change.events {
-            self.event(ev).await?;
-        }
-        Ok(Some(o))
+        error.map_or(Ok(Some(o)), Err)
     }
 
     /// SPEC 6: set `spec.suspend: true` and annotate, only on the CronJob
@@ -429,7 +448,12 @@ impl Publisher {
         regarding: ObjectReference,
         related: Option<ObjectReference>,
     ) -> Result<(), ControllerError> {
-        let namespace = regarding.namespace.clone().unwrap_or_default();
+        // A cluster-scoped object's Events live in `default`, as the
+        // recorder puts them.
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
         let event = K8sEvent {
             metadata: ObjectMeta {
@@ -472,36 +496,21 @@ impl Publisher {
             }
         })
     }
+}
 
-    /// A new Recorder per Event: its cache would fold a repeat of the same
-    /// reason within minutes into a series on the old Event, which exporters
-    /// ignore (SPEC 4). We publish only on transitions, so each is new.
-    pub async fn event(&self, ev: &EventSpec) -> Result<(), ControllerError> {
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        let event = Event {
-            type_: ev.type_,
-            reason: ev.reason.clone(),
-            note: Some(ev.note.clone()),
-            action: ev.action.clone(),
-            secondary: ev.related.clone(),
-        };
-        let object = format!(
-            "Event {} for {}/{}",
-            ev.reason,
-            ev.regarding.namespace.as_deref().unwrap_or(""),
-            ev.regarding.name.as_deref().unwrap_or("")
-        );
-        self.retry("create", &object, || {
-            recorder.publish(&event, &ev.regarding)
-        })
-        .await?;
-        self.metrics
-            .events
-            .get_or_create(&ReasonLabel {
-                reason: ev.reason.clone(),
-            })
-            .inc();
-        Ok(())
+/// The Event a transition owes, named by the object it concerns, that
+/// object's uid and the status the transition starts from.
+fn pending(ev: &EventSpec, object: &str, uid: &str, fingerprint: &str) -> PendingEvent {
+    PendingEvent {
+        name: event_name(object, uid, fingerprint, &ev.reason),
+        type_: match ev.type_ {
+            EventType::Warning => "Warning".into(),
+            EventType::Normal => "Normal".into(),
+        },
+        reason: ev.reason.clone(),
+        action: ev.action.clone(),
+        note: ev.note.clone(),
+        regarding_uid: ev.regarding.uid.clone(),
     }
 }
 

@@ -83,8 +83,10 @@ pub fn plan_baseline(
         matched_cron_jobs: report.matched_cronjobs as i32,
         open_findings: report.open_findings as i32,
         conditions,
+        pending_events: prev.pending_events.clone(),
     };
-    if existing.status() == Some(&status) {
+    let write_status = existing.status() != Some(&status);
+    if !write_status && status.pending_events.is_empty() {
         return None;
     }
     let was = |t: &str| prev.conditions.iter().find(|c| c.type_ == t).cloned();
@@ -128,7 +130,7 @@ pub fn plan_baseline(
                 ),
                 MAX_NOTE,
             ),
-            regarding,
+            regarding: regarding.clone(),
             related: None,
         });
     }
@@ -137,6 +139,10 @@ pub fn plan_baseline(
         namespace: report.namespace.clone(),
         name: report.name.clone(),
         status,
+        write_status,
         events,
+        uid: existing.uid().unwrap_or_default(),
+        fingerprint: fingerprint(existing.status()),
+        regarding,
     })
 }

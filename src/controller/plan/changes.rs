@@ -69,7 +69,7 @@ pub struct Suspension {
 
 /// What a status looks like before a transition: a short hash of it as the
 /// server holds it (`none` for a finding without status).
-pub fn fingerprint(status: Option<&CronJobFindingStatus>) -> String {
+pub fn fingerprint<S: serde::Serialize>(status: Option<&S>) -> String {
     use sha2::{Digest, Sha256};
     match status {
         None => "none".into(),
@@ -106,9 +106,18 @@ pub struct BaselineChange {
     /// Empty for the cluster tier.
     pub namespace: String,
     pub name: String,
+    /// With the Events earlier transitions still owe in `pendingEvents`.
     pub status: CronJobBaselineStatus,
+    /// The status differs from the server's.
+    pub write_status: bool,
     /// BaselineRejected and BaselineRestricted, on transitions only.
     pub events: Vec<EventSpec>,
+    /// The baseline's uid and the status its transitions start from: they
+    /// name the Events (see [`FindingChange::fingerprint`]).
+    pub uid: String,
+    pub fingerprint: String,
+    /// The baseline, as the Events' `regarding`.
+    pub regarding: ObjectReference,
 }
 
 /// The Event's `regarding`: the finding's subject, a CronJob or a Job.
