@@ -74,7 +74,9 @@ fn needs(args: &RunArgs) -> Vec<Need> {
             need(verb, "coordination.k8s.io", "leases", "", ns.clone(), true);
         }
     }
-    if args.check_service_accounts {
+    // Service-account power and /metrics both ask SubjectAccessReviews;
+    // /metrics also asks who is calling (TokenReview).
+    if args.check_service_accounts || !args.metrics_insecure {
         need(
             "create",
             "authorization.k8s.io",
@@ -85,19 +87,10 @@ fn needs(args: &RunArgs) -> Vec<Need> {
         );
     }
     if !args.metrics_insecure {
-        // /metrics asks the API server who is calling and what they may do.
         need(
             "create",
             "authentication.k8s.io",
             "tokenreviews",
-            "",
-            None,
-            false,
-        );
-        need(
-            "create",
-            "authorization.k8s.io",
-            "subjectaccessreviews",
             "",
             None,
             false,
