@@ -160,7 +160,13 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+    // The initial list (and a relist after 410 Gone) is paginated, 500
+    // objects a page: the API server ignores `limit` for a list at
+    // resourceVersion 0 (its cache answers with everything at once), so a
+    // cluster's 30,000 Jobs would be one response, whole in memory. A
+    // most-recent list is served from the cache too (ConsistentListFromCache)
+    // page by page.
+    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(500))
         .default_backoff()
         .boxed();
     let mut buffer: Vec<K::Item> = Vec::new();
