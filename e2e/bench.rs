@@ -76,8 +76,13 @@ async fn api_requests(c: &Cluster) -> HashMap<String, f64> {
     let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = c.client.request_text(req).await.unwrap_or_default();
     let mut out = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let label = |k: &str| {
             labels
                 .split(&format!("{k}=\""))
@@ -86,10 +91,15 @@ async fn api_requests(c: &Cluster) -> HashMap<String, f64> {
                 .unwrap_or("")
                 .to_owned()
         };
-        let key = format!("{} {}{}", label("verb"), label("resource"), match label("subresource") {
-            s if s.is_empty() => String::new(),
-            s => format!("/{s}"),
-        });
+        let key = format!(
+            "{} {}{}",
+            label("verb"),
+            label("resource"),
+            match label("subresource") {
+                s if s.is_empty() => String::new(),
+                s => format!("/{s}"),
+            }
+        );
         *out.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
     }
     out
@@ -174,7 +184,9 @@ fn watch_findings(api: Api<CronJobFinding>) -> (Seen, tokio::task::JoinHandle<()
             let mut seen = seen_w.lock().unwrap();
             match rules {
                 Some(rules) if !deleted => {
-                    seen.entry(key).or_insert_with(|| (Instant::now(), String::new())).1 = rules;
+                    seen.entry(key)
+                        .or_insert_with(|| (Instant::now(), String::new()))
+                        .1 = rules;
                 }
                 _ => {
                     seen.remove(&key);
