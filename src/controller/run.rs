@@ -195,8 +195,11 @@ async fn reconcile_loop(
                 .all_dirty = true;
         }
         if ready_now {
-            // Let a burst of watch events land in one round.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Let the watch events of one API response land in one round;
+            // a longer burst batches by itself (events that arrive while a
+            // round runs wait for the next one). Every millisecond here is
+            // detection latency.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let is_leader = *leader.borrow() && ctl.publisher.fence.allows();
         ctl.metrics.leader.set(is_leader as i64);
