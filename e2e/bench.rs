@@ -208,6 +208,15 @@ fn violating_cronjob(ns: &str, name: &str) -> CronJob {
     .unwrap()
 }
 
+/// Create a violating CronJob; when the create returned.
+async fn create_timed(cronjobs: &Api<CronJob>, ns: &str, name: &str) -> Result<Instant, String> {
+    cronjobs
+        .create(&PostParams::default(), &violating_cronjob(ns, name))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Instant::now())
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
@@ -251,12 +260,7 @@ async fn latency(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), 
     let cronjobs: Api<CronJob> = Api::namespaced(c.client.clone(), ns);
     // Warm-up: the first CronJob of a service account waits for that
     // account's SubjectAccessReviews (its power is part of the finding).
-    let warm = violating_cronjob(ns, "latency-warmup");
-    let t = Instant::now();
-    cronjobs
-        .create(&PostParams::default(), &warm)
-        .await
-        .map_err(|e| e.to_string())?;
+    let t = create_timed(&cronjobs, ns, "latency-warmup").await?;
     let key = format!("{ns}/latency-warmup");
     wait(&key, Duration::from_secs(60), || async {
         seen.lock().unwrap().get(&key).map(|(at, _)| *at)
@@ -273,12 +277,7 @@ async fn latency(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), 
         let name = format!("latency-{i:03}");
         // Quiet: the previous finding's writes and their echoes are done.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let cj = violating_cronjob(ns, &name);
-        let t = Instant::now();
-        cronjobs
-            .create(&PostParams::default(), &cj)
-            .await
-            .map_err(|e| e.to_string())?;
+        let t = create_timed(&cronjobs, ns, &name).await?;
         created.insert(name.clone(), t);
         let key = format!("{ns}/{name}");
         wait(&name, Duration::from_secs(30), || async {
@@ -305,12 +304,7 @@ async fn latency(c: &Cluster, report: &mut Vec<(String, String)>) -> Result<(), 
             let (cronjobs, created) = (cronjobs.clone(), created.clone());
             async move {
                 let name = format!("burst-{i:04}");
-                let cj = violating_cronjob(ns, &name);
-                let t = Instant::now();
-                cronjobs
-                    .create(&PostParams::default(), &cj)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let t = create_timed(&cronjobs, ns, &name).await?;
                 created.lock().unwrap().insert(name, t);
                 Ok(())
             }
