@@ -277,7 +277,7 @@ where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
     let api: Api<PartialObjectMeta<K>> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default().any_semantic())
+    let mut stream = watcher::watcher(api, super::observe::list_config())
         .default_backoff()
         .boxed();
     let mut synced = false;

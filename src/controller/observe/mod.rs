@@ -147,6 +147,16 @@ impl Watched for CronJobFinding {
     }
 }
 
+/// How every watch of the controller lists: the initial list (and a relist
+/// after 410 Gone) is most-recent and paginated, 500 objects a page. The
+/// API server ignores `limit` for a list at resourceVersion 0 (its cache
+/// answers with everything at once), so a cluster's 30,000 Jobs would be
+/// one response, whole in memory. A most-recent list is served from the
+/// cache too (ConsistentListFromCache), page by page.
+pub fn list_config() -> watcher::Config {
+    watcher::Config::default().page_size(500)
+}
+
 /// Feed one watch into the index. The watcher relists on 410 Gone and
 /// backs off on errors; a malformed object is logged, never fatal.
 pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<Notify>) {
@@ -160,13 +170,7 @@ pub async fn observe<K: Watched>(api: Api<K>, ctl: Arc<Controller>, notify: Arc<
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    // The initial list (and a relist after 410 Gone) is paginated, 500
-    // objects a page: the API server ignores `limit` for a list at
-    // resourceVersion 0 (its cache answers with everything at once), so a
-    // cluster's 30,000 Jobs would be one response, whole in memory. A
-    // most-recent list is served from the cache too (ConsistentListFromCache)
-    // page by page.
-    let mut stream = watcher::watcher(api, watcher::Config::default().page_size(500))
+    let mut stream = watcher::watcher(api, list_config())
         .default_backoff()
         .boxed();
     let mut buffer: Vec<K::Item> = Vec::new();
