@@ -151,6 +151,60 @@ fn images_normalise() {
     assert!(!is_mutable(&ImageRef::parse("busybox:latest-gpu")));
 }
 
+/// Where oci-spec (the parser used before) and the node differ, the node
+/// wins: cases from Go's distribution/reference (regexp.go, normalize.go),
+/// which kubelet and containerd call.
+#[test]
+fn images_parse_as_the_node_does() {
+    let hex64 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    // A first element that is not all lowercase is a registry host.
+    let r = ImageRef::parse("Evil/miner:1");
+    assert!(r.valid);
+    assert_eq!(r.registry, "Evil");
+    assert_eq!(r.normalized, "Evil/miner:1");
+    assert!(!ImagePattern::new("docker.io/*").unwrap().matches(&r));
+    assert!(ImagePattern::new("Evil/*").unwrap().matches(&r));
+    // ... while uppercase after the registry is no reference at all.
+    assert!(!ImageRef::parse("docker.io/Evil/miner").valid);
+    assert!(!ImageRef::parse("Busybox").valid);
+    // IPv6 registries.
+    let r = ImageRef::parse("[fd00::1]:5000/team/app:2");
+    assert!(r.valid);
+    assert_eq!(r.registry, "[fd00::1]:5000");
+    assert_eq!(r.repository, "[fd00::1]:5000/team/app");
+    assert_eq!(r.tag.as_deref(), Some("2"));
+    // Go's `\w` is ASCII: a tag with other letters is not a reference.
+    assert!(!ImageRef::parse("busybox:v\u{0131}").valid);
+    assert!(!ImageRef::parse("busybox:\u{ff56}1").valid);
+    // An image id is not a name.
+    assert!(!ImageRef::parse(hex64).valid);
+    assert!(ImageRef::parse(&format!("{hex64}:1")).valid);
+    // Digests go-digest knows, lowercase hex of the right length.
+    assert!(ImageRef::parse(&format!("busybox@sha256:{hex64}")).valid);
+    assert!(!ImageRef::parse(&format!("busybox@sha256:{}", hex64.to_uppercase())).valid);
+    assert!(!ImageRef::parse(&format!("busybox@sha256:{}", &hex64[..63])).valid);
+    assert!(!ImageRef::parse(&format!("busybox@md5:{}", &hex64[..32])).valid);
+    assert!(ImageRef::parse(&format!("busybox@sha512:{hex64}{hex64}")).valid);
+    // 255 characters at most, registry included.
+    let path = "a".repeat(255 - "r.io/".len());
+    assert!(ImageRef::parse(&format!("r.io/{path}")).valid);
+    assert!(!ImageRef::parse(&format!("r.io/{path}a")).valid);
+    // A first element with a dot that is no host names no registry: not
+    // approvable by any registry pattern.
+    let r = ImageRef::parse("a.b_c/app");
+    assert!(!r.valid);
+    assert!(!ImagePattern::new("*/app").unwrap().matches(&r));
+    // Familiar names.
+    assert_eq!(normalize_image("localhost:5000/x"), "localhost:5000/x");
+    assert_eq!(normalize_image("index.docker.io/x"), "docker.io/library/x");
+    assert_eq!(normalize_image("docker.io/x/y"), "docker.io/x/y");
+    assert_eq!(
+        normalize_image("example.com:5000"),
+        "docker.io/library/example.com:5000"
+    );
+    assert_eq!(normalize_image("a__b--c.d/e"), "a__b--c.d/e");
+}
+
 #[test]
 fn image_patterns() {
     let m = |p: &str, i: &str| ImagePattern::new(p).unwrap().matches(&ImageRef::parse(i));
@@ -292,6 +346,48 @@ proptest! {
         }
     }
 
+    /// Against oci-spec on strings over the reference alphabet, outside
+    /// the cases where it differs from the node on purpose (see
+    /// `images_parse_as_the_node_does`).
+    #[test]
+    fn images_parse_like_oci_spec_where_both_follow_the_node(
+        s in "[a-zA-Z0-9._:/@-]{0,40}|([a-z0-9]{1,6}\\.[a-z]{2,3}(:[0-9]{1,5})?/)?[a-z0-9]{1,6}([._-]{1,2}[a-z0-9]{1,6}){0,2}(/[a-z0-9]{1,6}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,12})?(@sha256:[a-f0-9]{64})?"
+    ) {
+        let first = s.split('/').next().unwrap_or_default();
+        let (d, digest) = s.split_once('@').unwrap_or((&s, ""));
+        let ours = ImageRef::parse(&s);
+        let theirs = <oci_spec::distribution::Reference as std::str::FromStr>::from_str(&s);
+        // Where the two differ on purpose, what the node does.
+        if s.contains('/') && first.to_lowercase() != first {
+            prop_assert!(!ours.valid || ours.registry == first, "{}", s);
+            return Ok(());
+        }
+        if digest.bytes().any(|b| b.is_ascii_uppercase()) || (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())) {
+            prop_assert!(!ours.valid, "{}", s);
+            return Ok(());
+        }
+        if first.contains('.') && s.contains('/') && first.contains('_') {
+            // No valid host, yet a path for oci-spec: no registry here.
+            prop_assert!(!ours.valid, "{}", s);
+            return Ok(());
+        }
+        prop_assume!(d.len() < 200);
+        match theirs {
+            Ok(r) => {
+                prop_assert!(ours.valid, "{} parses in oci-spec", s);
+                prop_assert_eq!(&ours.registry, r.registry());
+                prop_assert_eq!(&ours.repository, &format!("{}/{}", r.registry(), r.repository()));
+                prop_assert_eq!(ours.digest.as_deref(), r.digest());
+                if ours.digest.is_none() {
+                    prop_assert_eq!(ours.tag.as_deref().unwrap_or("latest"), r.tag().unwrap_or_default());
+                } else {
+                    prop_assert_eq!(ours.tag.as_deref(), r.tag());
+                }
+            }
+            Err(_) => prop_assert!(!ours.valid, "{} does not parse in oci-spec", s),
+        }
+    }
+
     #[test]
     fn patterns_never_panic(p in "\\PC{0,40}", i in "\\PC{0,40}") {
         if let Ok(pat) = ImagePattern::new(&p) {
@@ -310,7 +406,10 @@ fn view_keeps_what_the_rules_read() {
         ("reports", "nightly-report")
     );
     assert_eq!(v.schedule, "0 3 * * *");
-    assert_eq!(v.labels["app.kubernetes.io/name"], "nightly-report");
+    assert_eq!(
+        v.labels.get("app.kubernetes.io/name"),
+        Some("nightly-report")
+    );
     let p = v.pod.as_ref().unwrap();
     assert_eq!(p.service_account, "report-runner");
     assert_eq!(p.containers.len(), 1);

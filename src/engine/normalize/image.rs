@@ -2,10 +2,9 @@
 //! patterns baselines approve them with.
 
 use rustc_hash::FxHashMap as HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use oci_spec::distribution::Reference;
+use super::reference::parse_normalized;
 
 /// An image reference in the form patterns are matched against.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,39 +22,27 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// Parsed as the node parses it (see [`super::reference`]).
     pub fn parse(raw: &str) -> ImageRef {
         let raw = raw.trim();
-        match Reference::from_str(raw) {
+        match parse_normalized(raw) {
             Ok(r) => {
-                // The parser fills in `latest` when there is no tag; we keep
-                // the reference as written, so MutableImageReference can tell.
-                let explicit_tag = {
-                    let before_digest = raw.split('@').next().unwrap_or(raw);
-                    let last = before_digest.rsplit('/').next().unwrap_or(before_digest);
-                    last.contains(':')
-                };
-                let tag = if explicit_tag {
-                    r.tag().map(str::to_owned)
-                } else {
-                    None
-                };
-                let digest = r.digest().map(str::to_owned);
-                let repository = format!("{}/{}", r.registry(), r.repository());
+                let repository = r.name();
                 let mut normalized = repository.clone();
-                if let Some(t) = &tag {
+                if let Some(t) = &r.tag {
                     normalized.push(':');
                     normalized.push_str(t);
                 }
-                if let Some(d) = &digest {
+                if let Some(d) = &r.digest {
                     normalized.push('@');
                     normalized.push_str(d);
                 }
                 ImageRef {
                     normalized,
-                    registry: r.registry().to_owned(),
+                    registry: r.domain,
                     repository,
-                    tag,
-                    digest,
+                    tag: r.tag,
+                    digest: r.digest,
                     valid: true,
                 }
             }
@@ -102,9 +89,12 @@ enum PatternKind {
 }
 
 /// Whether the first component of a reference names a registry (Docker's
-/// rule: it has a `.` or `:`, or is `localhost`; in a pattern also a glob).
+/// rule: it has a `.` or `:`, is `localhost`, or is not all lowercase; in a
+/// pattern also a glob).
 fn names_registry(first: &str) -> bool {
-    first.contains(['.', ':', '*', '?', '[', '{']) || first == "localhost"
+    first.contains(['.', ':', '*', '?', '[', '{'])
+        || first == "localhost"
+        || first.to_lowercase() != first
 }
 
 impl ImagePattern {

@@ -5,6 +5,7 @@
 mod hash;
 mod image;
 mod managers;
+pub mod reference;
 mod schedule;
 
 pub use hash::template_hash;
