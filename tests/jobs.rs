@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use cronwarden::api::{Rule, Severity};
+use cronwarden::controller::observe::index::JobItem;
 use cronwarden::controller::plan::{FindingAction, plan_finding};
 use cronwarden::engine::jobs::{JobView, Lineage, TemplateHistory, lineage};
 use cronwarden::engine::{CronJobView, Engine, Settings};
@@ -313,19 +314,78 @@ fn the_index_keeps_a_covered_job_small_and_quiet() {
     use cronwarden::controller::observe::index::State;
     let mut st = State::default();
     let j = job(unannotated);
-    st.apply_job(j.clone());
+    st.apply_job(JobItem::View(j.clone()));
     assert_eq!(st.take_dirty(), vec!["team-a".to_owned()]);
     st.forget_templates(&[("team-a".into(), "manual-1".into())]);
-    assert!(st.job("team-a", "manual-1").unwrap().template.is_none());
+    assert!(st.is_covered("team-a", "manual-1"));
+    assert!(st.job("team-a", "manual-1").is_none());
+    assert_eq!(st.job_count(), 1);
+    // Its uid is still known, for a finding it had before.
+    let uid = j.uid.as_deref().unwrap();
+    assert_eq!(
+        st.covered_job_has_uid("team-a", "manual-1", uid),
+        Some(true)
+    );
+    assert_eq!(
+        st.covered_job_has_uid("team-a", "manual-1", "x"),
+        Some(false)
+    );
+    assert_eq!(st.covered_job_has_uid("team-a", "other", uid), None);
     // A status update brings the full projection again: nothing changes.
-    st.apply_job(j.clone());
+    st.apply_job(JobItem::View(j.clone()));
     assert!(st.take_dirty().is_empty());
-    assert!(st.job("team-a", "manual-1").unwrap().template.is_none());
+    assert!(st.is_covered("team-a", "manual-1"));
     // A relist keeps it covered.
-    st.reset_jobs(vec![j]);
-    assert!(st.job("team-a", "manual-1").unwrap().template.is_none());
+    st.reset_jobs(vec![JobItem::View(j.clone())]);
+    assert!(st.is_covered("team-a", "manual-1"));
+    let _ = st.take_dirty();
+    // An ownerReference edited afterwards: evaluated again, whole.
+    let mut moved = j.clone();
+    moved.claim.as_mut().unwrap().uid = "another-uid".into();
+    st.apply_job(JobItem::View(moved));
+    assert_eq!(st.take_dirty(), vec!["team-a".to_owned()]);
+    assert!(!st.is_covered("team-a", "manual-1"));
+    assert!(st.job("team-a", "manual-1").unwrap().template.is_some());
+    st.delete_job("team-a", "manual-1");
+    st.drop_gone_jobs(&["team-a".to_owned()]);
+    assert_eq!(st.job_count(), 0);
+    // Deleting a covered Job forgets it at once.
+    st.apply_job(JobItem::View(j.clone()));
+    st.forget_templates(&[("team-a".into(), "manual-1".into())]);
     st.delete_job("team-a", "manual-1");
     assert_eq!(st.job_count(), 0);
+    assert!(st.covered_jobs.is_empty());
+}
+
+#[test]
+fn covered_job_digests_differ_in_every_field_lineage_reads() {
+    use cronwarden::controller::observe::index::CoveredJob;
+    let j = job(unannotated);
+    let base = CoveredJob::of(&j);
+    assert_eq!(base, CoveredJob::of(&j.clone()));
+    let mut v = j.clone();
+    v.uid = Some("other".into());
+    assert_ne!(CoveredJob::of(&v), base);
+    let mut v = j.clone();
+    v.claim.as_mut().unwrap().cronjob.push('x');
+    assert_ne!(CoveredJob::of(&v), base);
+    let mut v = j.clone();
+    v.claim = None;
+    assert_ne!(CoveredJob::of(&v), base);
+    let mut v = j.clone();
+    v.manual = !v.manual;
+    assert_ne!(CoveredJob::of(&v), base);
+    let mut v = j.clone();
+    v.template_hash.push('0');
+    assert_ne!(CoveredJob::of(&v), base);
+    // Bytes moved from one field to the next do not collide.
+    let mut a = j.clone();
+    let mut b = j.clone();
+    a.claim.as_mut().unwrap().cronjob = "ab".into();
+    a.claim.as_mut().unwrap().uid = "c".into();
+    b.claim.as_mut().unwrap().cronjob = "a".into();
+    b.claim.as_mut().unwrap().uid = "bc".into();
+    assert_ne!(CoveredJob::of(&a), CoveredJob::of(&b));
 }
 
 #[test]
@@ -333,12 +393,15 @@ fn a_covered_job_is_compacted_as_it_arrives() {
     use cronwarden::controller::observe::index::State;
     let mut st = State::default();
     st.apply_cronjob(cronjob_view());
-    assert!(st.compact_job(job(unannotated)).template.is_none());
+    assert!(matches!(
+        st.compact_job(job(unannotated)),
+        JobItem::Covered { .. }
+    ));
     // A manual run, or a forgery, keeps what the heuristics read.
-    assert!(st.compact_job(job(|_| {})).template.is_some());
+    assert!(matches!(st.compact_job(job(|_| {})), JobItem::View(v) if v.template.is_some()));
     let forged = job(|v| {
         unannotated(v);
         v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil.example.com/x:1");
     });
-    assert!(st.compact_job(forged).template.is_some());
+    assert!(matches!(st.compact_job(forged), JobItem::View(v) if v.template.is_some()));
 }

@@ -131,6 +131,10 @@ impl TemplateHistory {
         };
         if self.entries.len() >= HISTORY {
             self.entries.pop_front();
+        } else if self.entries.is_empty() {
+            // One per CronJob, mostly never a second template: no spare
+            // capacity (a first push reserves four).
+            self.entries.reserve_exact(1);
         }
         self.entries.push_back((hash.to_owned(), since));
     }

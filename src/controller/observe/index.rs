@@ -123,6 +123,107 @@ impl From<ClusterCronJobBaseline> for StoredBaseline {
     }
 }
 
+/// A Job its CronJob covers (SPEC 3.6), as the index keeps it: a digest
+/// of what lineage decided on (uid, the ownerReference claimed, the manual
+/// annotation, the template hash), 16 bytes of SHA-256, and one of its uid.
+/// A covered Job is
+/// never evaluated again; the digest only tells whether a later event for
+/// it (status updates, mostly) changed any of that, which sends it back to
+/// full evaluation. A cryptographic hash, so a changed Job cannot be made
+/// to look unchanged. 30,000 Jobs kept as projections cost 13 MB (about
+/// 430 bytes each); as digests, about 70 bytes each with their names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoveredJob {
+    digest: [u8; 16],
+    /// The same for its uid alone: a finding the Job had before it was
+    /// found covered resolves as Resolved, not JobDeleted, while the Job
+    /// with that uid is there.
+    uid: [u8; 16],
+}
+
+fn sha256_16(fields: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Length-prefixed, so no two field lists hash alike by shifting bytes
+    // between fields.
+    for f in fields {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
+    let d = h.finalize();
+    let mut out = [0; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+impl CoveredJob {
+    pub fn of(job: &JobView) -> Self {
+        let uid = job.uid.as_deref().unwrap_or_default().as_bytes();
+        let (claim, cronjob, claim_uid): (&[u8], &[u8], &[u8]) = match &job.claim {
+            Some(c) => (b"claim", c.cronjob.as_bytes(), c.uid.as_bytes()),
+            None => (b"none", b"", b""),
+        };
+        CoveredJob {
+            digest: sha256_16(&[
+                uid,
+                claim,
+                cronjob,
+                claim_uid,
+                &[u8::from(job.manual)],
+                job.template_hash.as_bytes(),
+            ]),
+            uid: sha256_16(&[uid]),
+        }
+    }
+
+    pub fn has_uid(&self, uid: &str) -> bool {
+        self.uid == sha256_16(&[uid.as_bytes()])
+    }
+}
+
+/// Remove `name` from the namespace's map, and the map once it is empty.
+fn remove_nested<K: Ord + std::borrow::Borrow<str>, V>(
+    m: &mut BTreeMap<String, BTreeMap<K, V>>,
+    ns: &str,
+    name: &str,
+) -> Option<V> {
+    let inner = m.get_mut(ns)?;
+    let v = inner.remove(name);
+    if inner.is_empty() {
+        m.remove(ns);
+    }
+    v
+}
+
+/// A Job as its watch hands it to the index.
+#[derive(Clone, Debug)]
+pub enum JobItem {
+    /// Not known to be covered: the whole projection, for evaluation.
+    View(JobView),
+    /// Found covered by its CronJob as it arrived.
+    Covered {
+        namespace: String,
+        name: String,
+        digest: CoveredJob,
+    },
+}
+
+impl JobItem {
+    pub fn namespace(&self) -> &str {
+        match self {
+            JobItem::View(j) => &j.namespace,
+            JobItem::Covered { namespace, .. } => namespace,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            JobItem::View(j) => &j.name,
+            JobItem::Covered { name, .. } => name,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct State {
     /// namespace → name → stripped CronJob.
@@ -130,8 +231,11 @@ pub struct State {
     pub namespaces: BTreeMap<String, Labels>,
     /// Baseline key → (object, compiled form, kept until the spec changes).
     pub baselines: BTreeMap<String, (StoredBaseline, CompiledBaseline)>,
-    /// namespace → name → projected Job.
+    /// namespace → name → projected Job, for those not known to be
+    /// covered by their CronJob.
     pub jobs: BTreeMap<String, BTreeMap<String, JobView>>,
+    /// namespace → name → a covered Job's digest.
+    pub covered_jobs: BTreeMap<String, BTreeMap<Box<str>, CoveredJob>>,
     /// namespace → CronJob name → the templates it has had while watched.
     pub histories: BTreeMap<String, BTreeMap<String, TemplateHistory>>,
     /// namespace → name → finding.
@@ -167,7 +271,22 @@ impl State {
     }
 
     pub fn job_count(&self) -> usize {
-        self.jobs.values().map(BTreeMap::len).sum()
+        self.jobs.values().map(BTreeMap::len).sum::<usize>()
+            + self.covered_jobs.values().map(BTreeMap::len).sum::<usize>()
+    }
+
+    /// The Job is indexed as covered by its CronJob.
+    pub fn is_covered(&self, ns: &str, name: &str) -> bool {
+        self.covered_digest(ns, name).is_some()
+    }
+
+    /// A covered Job of that name: whether it has this uid.
+    pub fn covered_job_has_uid(&self, ns: &str, name: &str, uid: &str) -> Option<bool> {
+        self.covered_digest(ns, name).map(|c| c.has_uid(uid))
+    }
+
+    fn covered_digest(&self, ns: &str, name: &str) -> Option<CoveredJob> {
+        self.covered_jobs.get(ns).and_then(|m| m.get(name)).copied()
     }
 
     pub fn is_synced(&self, kind: Kind) -> bool {
@@ -177,9 +296,9 @@ impl State {
     /// A Job its CronJob covers, as it arrives: its pod projection is
     /// dropped at once (the initial list of a cluster's Jobs is never held
     /// whole). Needs the CronJobs indexed: the Job watch starts after them.
-    pub fn compact_job(&self, mut job: JobView) -> JobView {
+    pub fn compact_job(&self, job: JobView) -> JobItem {
         if job.template.is_none() {
-            return job;
+            return JobItem::View(job);
         }
         let claimed = job.claim.as_ref().map(|c| c.cronjob.as_str());
         let l = crate::engine::jobs::lineage(
@@ -189,9 +308,14 @@ impl State {
             true,
         );
         if l == crate::engine::jobs::Lineage::Covered {
-            job.template = None;
+            JobItem::Covered {
+                digest: CoveredJob::of(&job),
+                namespace: job.namespace,
+                name: job.name,
+            }
+        } else {
+            JobItem::View(job)
         }
-        job
     }
 
     pub fn set_synced(&mut self, kind: Kind) {
@@ -307,16 +431,44 @@ impl State {
             .filter(|j| !j.gone)
     }
 
-    pub fn apply_job(&mut self, job: JobView) {
+    pub fn apply_job(&mut self, item: JobItem) {
+        let job = match item {
+            JobItem::Covered {
+                namespace,
+                name,
+                digest,
+            } => {
+                if self.covered_digest(&namespace, &name) == Some(digest) {
+                    return;
+                }
+                remove_nested(&mut self.jobs, &namespace, &name);
+                self.mark(&namespace);
+                self.covered_jobs
+                    .entry(namespace)
+                    .or_default()
+                    .insert(name.into_boxed_str(), digest);
+                return;
+            }
+            JobItem::View(job) => job,
+        };
+        if let Some(d) = self.covered_digest(&job.namespace, &job.name) {
+            if d == CoveredJob::of(&job) {
+                // A status update of a Job already found covered.
+                return;
+            }
+            // What lineage decided on changed (an ownerReference edited):
+            // evaluated again, whole.
+            remove_nested(&mut self.covered_jobs, &job.namespace, &job.name);
+        }
         let slot = self.jobs.entry(job.namespace.clone()).or_default();
         if let Some(old) = slot.get(&job.name)
             && old.uid == job.uid
             && old.claim == job.claim
             && old.manual == job.manual
             && old.template_hash == job.template_hash
-            && (old.template.is_none() || old.template == job.template)
+            && old.template == job.template
         {
-            // A status update, or a Job already found covered.
+            // A status update.
             return;
         }
         let ns = job.namespace.clone();
@@ -329,6 +481,10 @@ impl State {
     /// deletes a Job whose owner uid does not exist) still leaves its
     /// finding; [`State::drop_gone_jobs`] removes it after the round.
     pub fn delete_job(&mut self, ns: &str, name: &str) {
+        if remove_nested(&mut self.covered_jobs, ns, name).is_some() {
+            self.mark(ns);
+            return;
+        }
         if let Some(m) = self.jobs.get_mut(ns) {
             match m.get_mut(name) {
                 Some(j) if j.template.is_some() && !j.gone => j.gone = true,
@@ -362,39 +518,62 @@ impl State {
         }
     }
 
-    pub fn reset_jobs(&mut self, all: Vec<JobView>) {
+    pub fn reset_jobs(&mut self, all: Vec<JobItem>) {
         let mut runs: BTreeMap<String, Vec<(String, JobView)>> = BTreeMap::new();
-        for j in all {
-            // A Job already found covered stays covered (its template was
-            // checked when it arrived).
-            let covered = self
-                .job(&j.namespace, &j.name)
-                .is_some_and(|o| o.template.is_none() && o.uid == j.uid);
-            let j = if covered {
-                JobView {
-                    template: None,
-                    ..j
+        let mut covered: BTreeMap<String, Vec<(Box<str>, CoveredJob)>> = BTreeMap::new();
+        for item in all {
+            let (namespace, name, digest) = match item {
+                JobItem::Covered {
+                    namespace,
+                    name,
+                    digest,
+                } => (namespace, name, digest),
+                // A Job already found covered stays covered (its template
+                // was checked when it arrived) while nothing lineage
+                // decided on changed.
+                JobItem::View(j) => {
+                    let digest = self
+                        .covered_digest(&j.namespace, &j.name)
+                        .filter(|d| *d == CoveredJob::of(&j));
+                    let Some(digest) = digest else {
+                        runs.entry(j.namespace.clone())
+                            .or_default()
+                            .push((j.name.clone(), j));
+                        continue;
+                    };
+                    (j.namespace, j.name, digest)
                 }
-            } else {
-                j
             };
-            runs.entry(j.namespace.clone())
+            covered
+                .entry(namespace)
                 .or_default()
-                .push((j.name.clone(), j));
+                .push((name.into_boxed_str(), digest));
         }
         self.jobs = runs
+            .into_iter()
+            .map(|(ns, run)| (ns, run.into_iter().collect()))
+            .collect();
+        self.covered_jobs = covered
             .into_iter()
             .map(|(ns, run)| (ns, run.into_iter().collect()))
             .collect();
         self.all_dirty = true;
     }
 
-    /// Drop the pod projection of Jobs found covered by their CronJob.
+    /// Jobs found covered by their CronJob in a round keep only their
+    /// digest.
     pub fn forget_templates(&mut self, covered: &[(String, String)]) {
         for (ns, name) in covered {
-            if let Some(j) = self.jobs.get_mut(ns).and_then(|m| m.get_mut(name)) {
-                j.template = None;
+            let Some(j) = remove_nested(&mut self.jobs, ns, name) else {
+                continue;
+            };
+            if j.gone {
+                continue;
             }
+            self.covered_jobs
+                .entry(ns.clone())
+                .or_default()
+                .insert(name.clone().into_boxed_str(), CoveredJob::of(&j));
         }
     }
 
@@ -418,7 +597,7 @@ impl State {
     /// backoff. Empty maps are dropped in any case. Its metric series go
     /// with its verdict (SPEC 5.1).
     pub fn prune(&mut self, ns: &str) {
-        fn drop_empty<V>(m: &mut BTreeMap<String, BTreeMap<String, V>>, ns: &str) -> bool {
+        fn drop_empty<K, V>(m: &mut BTreeMap<String, BTreeMap<K, V>>, ns: &str) -> bool {
             if m.get(ns).is_some_and(BTreeMap::is_empty) {
                 m.remove(ns);
             }
@@ -426,6 +605,7 @@ impl State {
         }
         let empty = drop_empty(&mut self.cronjobs, ns)
             & drop_empty(&mut self.jobs, ns)
+            & drop_empty(&mut self.covered_jobs, ns)
             & drop_empty(&mut self.findings, ns);
         if empty && !self.namespaces.contains_key(ns) && self.is_synced(Kind::Namespaces) {
             self.results.remove(ns);
@@ -613,6 +793,7 @@ impl State {
             let mut all: BTreeSet<String> = self.namespaces.keys().cloned().collect();
             all.extend(self.cronjobs.keys().cloned());
             all.extend(self.jobs.keys().cloned());
+            all.extend(self.covered_jobs.keys().cloned());
             all.extend(self.findings.keys().cloned());
             all.extend(self.baselines.values().map(|(_, c)| c.namespace.clone()));
             all.extend(self.results.keys().cloned());

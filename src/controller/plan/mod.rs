@@ -116,10 +116,21 @@ impl Controller {
                     let live_job;
                     let live = match subject {
                         Some(s) if s.kind == "Job" => {
-                            live_job = st.job(ns, &s.name).map(|j| CronJobView {
+                            // A Job found covered keeps only digests: its
+                            // uid is the finding's subject's, or another.
+                            let uid = match st.job(ns, &s.name) {
+                                Some(j) => Some(j.uid.clone()),
+                                None => match s.uid.as_deref() {
+                                    Some(u) => st
+                                        .covered_job_has_uid(ns, &s.name, u)
+                                        .map(|same| same.then(|| u.to_owned())),
+                                    None => st.is_covered(ns, &s.name).then_some(None),
+                                },
+                            };
+                            live_job = uid.map(|uid| CronJobView {
                                 namespace: ns.clone(),
-                                name: j.name.clone(),
-                                uid: j.uid.clone(),
+                                name: s.name.clone(),
+                                uid,
                                 ..CronJobView::default()
                             });
                             live_job.as_ref()
@@ -293,6 +304,7 @@ impl Controller {
         let mut held: BTreeSet<&String> = st.results.keys().collect();
         held.extend(st.cronjobs.keys());
         held.extend(st.jobs.keys());
+        held.extend(st.covered_jobs.keys());
         held.extend(st.findings.keys());
         held.extend(st.histories.keys());
         self.metrics.indexed_namespaces.set(held.len() as i64);
