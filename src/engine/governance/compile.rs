@@ -28,7 +28,33 @@ pub struct Problem {
 pub enum EntryMatcher {
     Name(String),
     Pattern(Glob),
-    Selector(Selector),
+    Selector(LabelMatcher),
+}
+
+/// An entry's label selector: kube-core's parsed form, for display, and
+/// its requirements, matched against a view's [`LabelSet`] with
+/// kube-core's semantics.
+///
+/// [`LabelSet`]: crate::engine::LabelSet
+#[derive(Debug)]
+pub struct LabelMatcher {
+    shown: Selector,
+    pub requirements: Vec<kube::core::Expression>,
+}
+
+impl LabelMatcher {
+    pub fn new(s: Selector) -> Self {
+        LabelMatcher {
+            requirements: s.clone().into_iter().collect(),
+            shown: s,
+        }
+    }
+}
+
+impl std::fmt::Display for LabelMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shown.fmt(f)
+    }
 }
 
 impl EntryMatcher {
@@ -303,10 +329,9 @@ fn compile_entry(
         EntryMatcher::Pattern(g)
     } else {
         let s = e.selector.clone().unwrap_or_default();
-        EntryMatcher::Selector(
-            Selector::try_from(s)
-                .map_err(|err| bad(reasons::INVALID_PATTERN, format!("invalid selector: {err}")))?,
-        )
+        EntryMatcher::Selector(LabelMatcher::new(Selector::try_from(s).map_err(|err| {
+            bad(reasons::INVALID_PATTERN, format!("invalid selector: {err}"))
+        })?))
     };
     if e.required == Some(true) && !matches!(matcher, EntryMatcher::Name(_)) {
         return Err(bad(
