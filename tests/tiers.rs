@@ -640,3 +640,47 @@ fn what_each_tier_may_relax_for_every_rule() {
     // (checked above to invalidate the entry).
     assert_eq!(checked, 73, "{checked} cases");
 }
+
+mod label_selectors {
+    //! An entry's `selector` is matched against a view's compact
+    //! `LabelSet`; it must agree with kube-core's `Selector::matches` over
+    //! the same labels as a map, for every operator.
+    use cronwarden::engine::LabelSet;
+    use kube::core::{Expression, Selector, SelectorExt};
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["app", "team", "tier", "a.b/c"]).prop_map(str::to_owned)
+    }
+    fn value() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["", "x", "y", "z"]).prop_map(str::to_owned)
+    }
+    fn expression() -> impl Strategy<Value = Expression> {
+        let values = || prop::collection::btree_set(value(), 0..3);
+        prop_oneof![
+            (key(), values()).prop_map(|(k, v)| Expression::In(k, v)),
+            (key(), values()).prop_map(|(k, v)| Expression::NotIn(k, v)),
+            key().prop_map(Expression::Exists),
+            key().prop_map(Expression::DoesNotExist),
+            (key(), value()).prop_map(|(k, v)| Expression::Equal(k, v)),
+            (key(), value()).prop_map(|(k, v)| Expression::NotEqual(k, v)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+        #[test]
+        fn label_set_matches_like_kube_core(
+            labels in prop::collection::btree_map(key(), value(), 0..4),
+            exprs in prop::collection::vec(expression(), 0..4),
+        ) {
+            let selector: Selector = exprs.iter().cloned().collect();
+            let set = LabelSet::from(labels.clone());
+            prop_assert_eq!(set.satisfies(&exprs), selector.matches(&labels));
+            for (k, v) in &labels {
+                prop_assert_eq!(set.get(k), Some(v.as_str()));
+            }
+            prop_assert_eq!(set.get("absent"), None);
+        }
+    }
+}
