@@ -251,15 +251,17 @@ fn seed(
 ) {
     for c in &cronjobs {
         let name = c.metadata.name.clone().unwrap();
+        let ns = c.metadata.namespace.clone().unwrap();
         fake.store(
-            &format!("/apis/batch/v1/namespaces/apps/cronjobs/{name}"),
+            &format!("/apis/batch/v1/namespaces/{ns}/cronjobs/{name}"),
             serde_json::to_value(c).unwrap(),
         );
     }
     for b in &baselines {
         let name = b.metadata.name.clone().unwrap();
+        let ns = b.metadata.namespace.clone().unwrap();
         fake.store(
-            &format!("{BASELINES}/{name}"),
+            &format!("/apis/cronwarden.io/v1alpha1/namespaces/{ns}/cronjobbaselines/{name}"),
             serde_json::to_value(b).unwrap(),
         );
     }
@@ -1009,4 +1011,57 @@ async fn a_deleted_namespace_leaves_nothing_behind() {
     assert!(m.contains("cronwarden_indexed_namespaces 0"), "{m}");
     let st = ctl.state.lock().unwrap();
     assert!(st.results.is_empty() && st.findings.is_empty() && st.cronjobs.is_empty());
+}
+
+/// A round plans at most `ROUND_ACTIONS` finding writes, never splitting a
+/// namespace; the namespaces it did not reach stay dirty for the next
+/// round, and baseline reports wait until all are evaluated, so no partial
+/// count is ever written.
+#[tokio::test]
+async fn a_round_plans_a_bounded_number_of_writes() {
+    use cronwarden::controller::plan::ROUND_ACTIONS;
+    let (ctl, fake, _srv) = controller(&[]);
+    let n = ROUND_ACTIONS + 44;
+    let nss: Vec<String> = (0..n).map(|i| format!("ns-{i:03}")).collect();
+    seed(
+        &ctl,
+        &fake,
+        nss.iter().map(|ns| cronjob(ns, "rogue")).collect(),
+        nss.iter()
+            .map(|ns| baseline(ns, "team", json!({"approved": [{"name": "other"}]})))
+            .collect(),
+        vec![],
+    );
+    let count = |fake: &Fake| {
+        let r = fake.requests();
+        let findings = r
+            .iter()
+            .filter(|s| s.path.contains("/cronjobfindings/rogue?"))
+            .count();
+        let baselines = r
+            .iter()
+            .filter(|s| s.path.contains("/cronjobbaselines/team/status?"))
+            .count();
+        (findings, baselines)
+    };
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(count(&fake), (ROUND_ACTIONS, 0));
+    {
+        // The namespaces written are dirty again too (the writes' answers
+        // are indexed); those not reached must be.
+        let st = ctl.state.lock().unwrap();
+        assert!(nss[ROUND_ACTIONS..].iter().all(|ns| st.dirty.contains(ns)));
+    }
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(count(&fake), (n, n));
+    // Every namespace got its finding exactly once.
+    let mut applied: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|s| s.path.contains("/cronjobfindings/rogue?"))
+        .map(|s| s.path.split('/').nth(5).unwrap().to_owned())
+        .collect();
+    applied.sort();
+    applied.dedup();
+    assert_eq!(applied, nss);
 }

@@ -222,6 +222,17 @@ async fn reconcile_loop(
         let span = info_span!("reconcile");
         ctl.round().instrument(span).await;
         ctl.metrics.health.beat();
+        // Keys a round left dirty (its plan was full, see ROUND_ACTIONS)
+        // are taken up at once, not at the next event or resync.
+        if !ctl
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dirty
+            .is_empty()
+        {
+            notify.notify_one();
+        }
     }
     drop(leader);
     Ok(())

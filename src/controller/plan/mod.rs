@@ -29,7 +29,18 @@ pub struct Plan {
     pub baselines: Vec<BaselineChange>,
     /// The keys (namespaces) this round evaluated.
     pub evaluated: Vec<String>,
+    /// Dirty keys were left for the next round (see [`ROUND_ACTIONS`]).
+    pub more: bool,
 }
+
+/// At most this many finding actions are planned in one round; the dirty
+/// keys not reached wait for the next round, which starts at once. A plan
+/// holds each action's whole desired status until it is written: the
+/// controller's first round over 100,000 CronJobs (or a baseline edit
+/// touching thousands) would otherwise hold them all at once, and its
+/// memory would grow with the cluster instead of staying bounded. A key
+/// is never split: one namespace's actions are planned together.
+pub const ROUND_ACTIONS: usize = 256;
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
@@ -42,15 +53,21 @@ impl Controller {
     /// the API (it reads only the index).
     pub fn plan(&self, now: &Time) -> Plan {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let dirty = st.take_dirty();
+        let mut dirty = st.take_dirty();
         let mut plan = Plan::default();
         let empty = BTreeMap::new();
         let mut results = Vec::new();
         let mut covered = Vec::new();
+        let mut rest = Vec::new();
         {
             let st = &*st;
             let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
+            let mut reached = 0;
             for ns in &dirty {
+                if plan.findings.len() >= ROUND_ACTIONS {
+                    break;
+                }
+                reached += 1;
                 if !self.args.watches(ns) {
                     continue;
                 }
@@ -152,7 +169,13 @@ impl Controller {
                 }
                 results.push(result);
             }
+            if reached < dirty.len() {
+                plan.more = true;
+                rest = dirty.split_off(reached);
+            }
         }
+        // The keys not reached stay dirty, for the next round.
+        st.dirty.extend(rest);
         st.forget_templates(&covered);
         st.drop_gone_jobs(&dirty);
         let evaluated = !results.is_empty();
@@ -163,7 +186,11 @@ impl Controller {
             st.prune(ns);
         }
         plan.evaluated = dirty;
-        if evaluated || std::mem::take(&mut st.baselines_dirty) {
+        // Baseline reports aggregate every namespace's result: not from a
+        // partial pass (its counts would be written, then corrected).
+        if plan.more {
+            st.baselines_dirty |= evaluated;
+        } else if evaluated || std::mem::take(&mut st.baselines_dirty) {
             let ordered: Vec<&CompiledBaseline> = st.baselines.values().map(|(_, c)| c).collect();
             let reports = aggregate(&ordered, st.results.values());
             for r in &reports {
