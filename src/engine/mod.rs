@@ -45,7 +45,8 @@ pub use inventory::{
 use matching::Tiers;
 use normalize::{ImageCache, IntervalCache};
 pub use verdict::{
-    DesiredFinding, Evaluation, MAX_MESSAGE, NamespaceResult, bounded, max_severity, mitre, observe,
+    DesiredFinding, Evaluation, MAX_MESSAGE, NamespaceResult, NamespaceSummary, bounded,
+    max_severity, mitre, observe,
 };
 
 /// Engine settings shared by `scan` and the controller.
@@ -190,7 +191,8 @@ impl Engine {
                 self.evaluate_namespace(ns, labels, cjs, &ordered)
             })
             .collect();
-        let baselines = aggregate(&ordered, results.iter());
+        let summaries: Vec<NamespaceSummary> = results.iter().map(|r| r.summary()).collect();
+        let baselines = aggregate(&ordered, summaries.iter());
         let mut findings: Vec<DesiredFinding> =
             results.into_iter().flat_map(|r| r.findings).collect();
         findings.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

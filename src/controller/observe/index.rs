@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobBaselineStatus, CronJobFinding};
 use crate::engine::governance::{baseline_key, governs};
 use crate::engine::jobs::{JobView, TemplateHistory, last_spec_write};
-use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceResult, Tier};
+use crate::engine::{CompiledBaseline, CronJobView, Engine, NamespaceSummary, Tier};
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -240,8 +240,9 @@ pub struct State {
     pub histories: BTreeMap<String, BTreeMap<String, TemplateHistory>>,
     /// namespace → name → finding.
     pub findings: BTreeMap<String, BTreeMap<String, CronJobFinding>>,
-    /// Last engine verdict per namespace (baseline counts, metrics).
-    pub results: BTreeMap<String, NamespaceResult>,
+    /// Last engine verdict per namespace, summarised (baseline counts,
+    /// metrics).
+    pub results: BTreeMap<String, NamespaceSummary>,
     pub dirty: BTreeSet<String>,
     pub all_dirty: bool,
     pub baselines_dirty: bool,

@@ -19,6 +19,7 @@ use crate::api::{CONDITION_ACCEPTED, CronJobFinding, FindingState, Rule, Violati
 use crate::audit::SubjectKind;
 use crate::audit::store::ObservedRef;
 use crate::engine::jobs::{Lineage, lineage};
+use crate::engine::power::PowerSource;
 use crate::engine::{CompiledBaseline, CronJobView, NamespaceResult, aggregate, max_severity};
 use crate::telemetry::{FindingLabels, StateLabel};
 
@@ -167,11 +168,13 @@ impl Controller {
                         self.metrics.write("finding", "skipped");
                     }
                 }
-                results.push(result);
+                // Only the summary outlives the namespace's planning.
+                results.push((result.namespace.clone(), result.summary()));
             }
             if reached < dirty.len() {
                 plan.more = true;
                 rest = dirty.split_off(reached);
+                self.ask_powers(st, &rest);
             }
         }
         // The keys not reached stay dirty, for the next round.
@@ -179,8 +182,8 @@ impl Controller {
         st.forget_templates(&covered);
         st.drop_gone_jobs(&dirty);
         let evaluated = !results.is_empty();
-        for r in results {
-            st.results.insert(r.namespace.clone(), r);
+        for (ns, summary) in results {
+            st.results.insert(ns, summary);
         }
         for ns in &dirty {
             st.prune(ns);
@@ -248,6 +251,30 @@ impl Controller {
         result.findings.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
+    /// The service-account reviews the namespaces left for a later round
+    /// will need start now: they take the longest of anything a finding
+    /// waits for, and asking only when a round reaches the namespace
+    /// would queue them one plan's worth at a time.
+    fn ask_powers(&self, st: &State, namespaces: &[String]) {
+        let Some(reviews) = &self.reviews else {
+            return;
+        };
+        for ns in namespaces {
+            if !self.args.watches(ns) {
+                continue;
+            }
+            let pods = st
+                .cronjobs
+                .get(ns)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter_map(|c| c.pod.as_ref());
+            for pod in pods.filter(|p| p.token_mounted) {
+                reviews.power(ns, &pod.service_account);
+            }
+        }
+    }
+
     /// A PowerfulServiceAccount violation stands while the question is
     /// pending again (after a restart the cache is empty): carried into the
     /// desired finding, or the finding left as it is, so a restart neither
@@ -313,18 +340,16 @@ impl Controller {
 
     fn update_gauges(&self, st: &State) {
         self.metrics.open_findings.clear();
-        for r in st.results.values() {
-            for f in &r.findings {
-                for v in &f.violations {
-                    self.metrics
-                        .open_findings
-                        .get_or_create(&FindingLabels {
-                            namespace: f.namespace.clone(),
-                            rule: v.rule.as_str().into(),
-                            severity: v.severity.as_str().into(),
-                        })
-                        .inc();
-                }
+        for (ns, r) in &st.results {
+            for ((rule, severity), n) in &r.violations {
+                self.metrics
+                    .open_findings
+                    .get_or_create(&FindingLabels {
+                        namespace: ns.clone(),
+                        rule: rule.as_str().into(),
+                        severity: severity.as_str().into(),
+                    })
+                    .inc_by(*n as i64);
             }
         }
         self.metrics.cronjobs.set(st.cronjob_count() as i64);

@@ -16,7 +16,7 @@ pub use compile::{
     Problem, Tier, baseline_key, compile,
 };
 
-use super::NamespaceResult;
+use super::NamespaceSummary;
 
 /// What the engine says about one baseline, for its status.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -87,7 +87,7 @@ pub fn governs(b: &CompiledBaseline, labels: &BTreeMap<String, String>) -> bool 
 /// Baseline reports from per-namespace results (SPEC 2.1 status counts).
 pub fn aggregate<'a>(
     ordered: &[&CompiledBaseline],
-    results: impl Iterator<Item = &'a NamespaceResult>,
+    results: impl Iterator<Item = &'a NamespaceSummary>,
 ) -> Vec<BaselineReport> {
     let mut governed: HashMap<&str, usize> = HashMap::default();
     let mut matched: HashMap<&str, usize> = HashMap::default();
@@ -106,10 +106,8 @@ pub fn aggregate<'a>(
         for (b, n) in &r.matched {
             *matched.entry(b.as_str()).or_default() += n;
         }
-        for f in &r.findings {
-            for b in &f.baselines {
-                *open.entry(b.as_str()).or_default() += 1;
-            }
+        for (b, n) in &r.open {
+            *open.entry(b.as_str()).or_default() += n;
         }
     }
     ordered
