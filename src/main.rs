@@ -215,31 +215,24 @@ fn print_out(s: &str) {
 mod tests {
     use super::*;
 
-    /// Guards the hard-coded option index across mimalloc upgrades: the
-    /// purge delay's default in mimalloc v3 is 1000 ms (unless
-    /// MIMALLOC_PURGE_DELAY is set).
+    /// Guards the hard-coded option indexes across mimalloc upgrades: each
+    /// index must still read that option's v3 default (purge delay 1000
+    /// ms, allow_thp 1 off Android), unless its environment variable set it.
     #[test]
-    fn purge_delay_option_index() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-            return;
+    fn mimalloc_option_indexes() {
+        for (option, env, default) in [
+            (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 1000),
+            (MI_OPTION_ALLOW_THP, "MIMALLOC_ALLOW_THP", 1),
+        ] {
+            if std::env::var_os(env).is_some() {
+                continue;
+            }
+            // SAFETY: reads a process-wide option.
+            assert_eq!(
+                unsafe { libmimalloc_sys::mi_option_get(option) },
+                default,
+                "{env}"
+            );
         }
-        // SAFETY: reads a process-wide option.
-        assert_eq!(
-            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
-            1000
-        );
-    }
-
-    /// The same guard for `allow_thp`, which defaults to 1 off Android.
-    #[test]
-    fn allow_thp_option_index() {
-        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-            return;
-        }
-        // SAFETY: reads a process-wide option.
-        assert_eq!(
-            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP) },
-            1
-        );
     }
 }
