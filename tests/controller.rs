@@ -279,7 +279,7 @@ fn seed(
         Tier::Namespace,
         baselines.into_iter().map(Into::into).collect(),
     );
-    st.reset_findings(findings);
+    st.reset_findings(findings.into_iter().map(Into::into).collect());
     st.reset_namespaces(Vec::new());
     for k in [
         Kind::CronJobs,
@@ -998,9 +998,11 @@ async fn a_deleted_namespace_leaves_nothing_behind() {
     assert!(m.contains("cronwarden_indexed_namespaces 1"), "{m}");
     {
         let mut st = ctl.state.lock().unwrap();
-        let f = st.findings["apps"]["rogue"].clone();
+        let f = st.findings["apps"]["rogue"]
+            .decode("apps", "rogue")
+            .unwrap();
         st.delete_cronjob("apps", "rogue");
-        st.delete_finding(&f);
+        st.delete_finding(&f.into());
         let b = st.baselines.values().next().unwrap().0.clone();
         st.delete_baseline(b);
         st.delete_namespace("apps");

@@ -106,7 +106,7 @@ impl Controller {
         let start = Instant::now();
         let now = now();
         let ctl = self.clone();
-        let plan = match tokio::task::spawn_blocking(move || ctl.plan(&now)).await {
+        let mut plan = match tokio::task::spawn_blocking(move || ctl.plan(&now)).await {
             Ok(plan) => plan,
             Err(e) => {
                 // A panic in the engine: every key is evaluated again.
@@ -121,11 +121,13 @@ impl Controller {
         let writes = plan.findings.len() + plan.baselines.len();
         let evaluated = plan.evaluated.clone();
         let had_baselines = !plan.baselines.is_empty();
-        let failed = if plan.is_empty() {
+        let unplanned = std::mem::take(&mut plan.failed);
+        let mut failed = if plan.is_empty() {
             publish::Failed::default()
         } else {
             self.publish(plan).await
         };
+        failed.namespaces.extend(unplanned);
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let at = Instant::now();

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 
+pub use super::stored::{Keyed, StoredFinding};
 use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobBaselineStatus, CronJobFinding};
 use crate::engine::governance::{baseline_key, governs};
 use crate::engine::jobs::{JobView, TemplateHistory, last_spec_write};
@@ -238,8 +238,9 @@ pub struct State {
     pub covered_jobs: BTreeMap<String, BTreeMap<Box<str>, CoveredJob>>,
     /// namespace → CronJob name → the templates it has had while watched.
     pub histories: BTreeMap<String, BTreeMap<String, TemplateHistory>>,
-    /// namespace → name → finding.
-    pub findings: BTreeMap<String, BTreeMap<String, CronJobFinding>>,
+    /// namespace → name → finding, deflated (decoded while its namespace
+    /// is planned).
+    pub findings: BTreeMap<String, BTreeMap<String, StoredFinding>>,
     /// Last engine verdict per namespace, summarised (baseline counts,
     /// metrics).
     pub results: BTreeMap<String, NamespaceSummary>,
@@ -687,56 +688,66 @@ impl State {
 
     /// Newer wins: a watch event older than what a write returned is
     /// ignored, so a lagging watch never makes us re-emit Events.
-    pub fn apply_finding(&mut self, mut f: CronJobFinding) {
-        // managedFields of a finding are several KB of JSON nobody reads;
-        // writes return them too, not only the watch.
-        f.metadata.managed_fields = None;
-        let ns = f.namespace().unwrap_or_default();
-        if let Some(uid) = &f.metadata.uid
-            && self.deleted_findings.contains(uid)
+    pub fn apply_finding(&mut self, f: impl Into<Keyed>) {
+        let Keyed {
+            namespace: ns,
+            name,
+            stored,
+        } = f.into();
+        if let Some(uid) = stored.uid()
+            && self.deleted_findings.iter().any(|d| d == uid)
         {
             return;
         }
         let slot = self.findings.entry(ns.clone()).or_default();
-        if let Some(old) = slot.get(&f.name_any())
-            && is_older(&f, old)
+        if let Some(old) = slot.get(&name)
+            && stored.is_older_than(old)
         {
             return;
         }
-        slot.insert(f.name_any(), f);
+        slot.insert(name, stored);
         self.mark(&ns);
     }
 
-    pub fn delete_finding(&mut self, f: &CronJobFinding) {
-        let ns = f.namespace().unwrap_or_default();
-        if let Some(m) = self.findings.get_mut(&ns)
-            && m.get(&f.name_any())
-                .is_some_and(|cur| cur.metadata.uid == f.metadata.uid)
+    pub fn delete_finding(&mut self, f: &Keyed) {
+        let ns = &f.namespace;
+        if let Some(m) = self.findings.get_mut(ns)
+            && m.get(&f.name)
+                .is_some_and(|cur| cur.uid() == f.stored.uid())
         {
-            m.remove(&f.name_any());
+            m.remove(&f.name);
             if m.is_empty() {
-                self.findings.remove(&ns);
+                self.findings.remove(ns);
             }
         }
-        if let Some(uid) = &f.metadata.uid {
+        if let Some(uid) = f.stored.uid() {
             if self.deleted_findings.len() >= 4096 {
                 self.deleted_findings.pop_front();
             }
-            self.deleted_findings.push_back(uid.clone());
+            self.deleted_findings.push_back(uid.to_owned());
         }
-        self.mark(&ns);
+        self.mark(ns);
     }
 
-    pub fn reset_findings(&mut self, all: Vec<CronJobFinding>) {
+    pub fn reset_findings(&mut self, all: Vec<Keyed>) {
         self.findings.clear();
-        for mut f in all {
-            f.metadata.managed_fields = None;
+        for f in all {
             self.findings
-                .entry(f.namespace().unwrap_or_default())
+                .entry(f.namespace)
                 .or_default()
-                .insert(f.name_any(), f);
+                .insert(f.name, f.stored);
         }
         self.all_dirty = true;
+    }
+
+    /// The findings of a namespace, decoded for planning it.
+    pub fn decode_findings(&self, ns: &str) -> Result<BTreeMap<String, CronJobFinding>, String> {
+        self.findings
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .map(|(name, f)| Ok((name.clone(), f.decode(ns, name)?)))
+            .collect()
     }
 
     /// A key's writes failed: retry it after an exponential backoff with
@@ -815,25 +826,4 @@ pub fn backoff_delay(n: u32, max: Duration) -> Duration {
         .saturating_mul(1u32 << (n.saturating_sub(1)).min(20))
         .min(max);
     base / 2 + base.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// resourceVersions are opaque, but etcd-backed servers issue increasing
-/// integers; when both parse, an older one is stale.
-fn is_older(new: &CronJobFinding, old: &CronJobFinding) -> bool {
-    if new.metadata.uid != old.metadata.uid {
-        return false;
-    }
-    match (
-        new.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok()),
-        old.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok()),
-    ) {
-        (Some(n), Some(o)) => n < o,
-        _ => false,
-    }
 }

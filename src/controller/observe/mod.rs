@@ -2,6 +2,7 @@
 //! reads the API server.
 
 pub mod index;
+mod stored;
 
 use std::fmt::Debug;
 use std::sync::atomic::Ordering;
@@ -22,7 +23,7 @@ use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
 use crate::engine::jobs::JobView;
 use crate::engine::{CronJobView, Engine, Tier};
-use index::{JobItem, Kind, Labels, State, StoredBaseline};
+use index::{JobItem, Keyed, Kind, Labels, State, StoredBaseline};
 
 /// One kind of watched object and how it updates the index.
 pub trait Watched: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
@@ -135,17 +136,19 @@ watched_baseline!(ClusterCronJobBaseline, ClusterBaselines, Cluster);
 
 impl Watched for CronJobFinding {
     const KIND: Kind = Kind::Findings;
-    type Item = Self;
-    fn project(o: Self) -> Self {
-        o
+    /// Deflated as it arrives: neither the initial list nor the index
+    /// holds decoded findings.
+    type Item = Keyed;
+    fn project(o: Self) -> Keyed {
+        Keyed::from(o)
     }
-    fn apply(st: &mut State, _: &Engine, o: Self) {
+    fn apply(st: &mut State, _: &Engine, o: Keyed) {
         st.apply_finding(o)
     }
-    fn delete(st: &mut State, o: &Self) {
+    fn delete(st: &mut State, o: &Keyed) {
         st.delete_finding(o)
     }
-    fn reset(st: &mut State, _: &Engine, all: Vec<Self>) {
+    fn reset(st: &mut State, _: &Engine, all: Vec<Keyed>) {
         st.reset_findings(all)
     }
 }
