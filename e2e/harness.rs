@@ -497,6 +497,49 @@ impl Cluster {
         Ok(())
     }
 
+    /// A second kube-apiserver on the same etcd under another key prefix:
+    /// a cluster where nothing is installed (no CRDs, no RBAC for the
+    /// controller; the admin token works). Without the audit flags, so the
+    /// audit scenarios see only the main server. Returns it with an admin
+    /// kubeconfig once it is ready; `Err` when this harness does not run
+    /// the API server (E2E_KUBECONFIG).
+    pub async fn bare_apiserver(&self) -> Result<(Proc, PathBuf), String> {
+        let Some((bin, args)) = &self.apiserver_cmd else {
+            return Err("the API server is not run by this harness".into());
+        };
+        let d = self.dir.path().join("bare");
+        std::fs::create_dir_all(&d).unwrap();
+        let port = free_port();
+        let mut bare: Vec<String> = args
+            .iter()
+            .filter(|a| {
+                !a.starts_with("--audit-")
+                    && !a.starts_with("--secure-port=")
+                    && !a.starts_with("--cert-dir=")
+            })
+            .cloned()
+            .collect();
+        bare.extend([
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", d.join("certs").display()),
+            "--etcd-prefix=/cronwarden-e2e-bare".into(),
+        ]);
+        let p = spawn_apiserver(bin, &bare, &d, 0);
+        let kc = d.join("admin.kubeconfig");
+        std::fs::write(&kc, kubeconfig(port, "e2e-admin-token")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while kubectl_in(&self.kubectl, &kc, &["get", "--raw", "/readyz"]).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the bare kube-apiserver did not become ready:\n{}",
+                    p.tail(20)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok((p, kc))
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
         kubectl_in(&self.kubectl, &self.admin_kubeconfig, args)
     }

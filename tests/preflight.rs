@@ -18,7 +18,8 @@ use cronwarden::controller::preflight;
 /// A cluster as start-up sees it.
 #[derive(Clone)]
 struct Cluster {
-    crds: bool,
+    /// The CRDs (plural names) this cluster does not have.
+    missing_crds: Vec<&'static str>,
     lease_namespace: bool,
     /// `verb resource[/subresource]` this identity may not do.
     denied: Vec<&'static str>,
@@ -29,7 +30,7 @@ struct Cluster {
 impl Cluster {
     fn healthy() -> Self {
         Cluster {
-            crds: true,
+            missing_crds: vec![],
             lease_namespace: true,
             denied: vec![],
             asked: Arc::default(),
@@ -57,11 +58,11 @@ impl Cluster {
     }
 
     fn answer(&self, path: &str, mut body: Value) -> (u16, Value) {
-        if path == "/apis/cronwarden.io/v1alpha1/cronjobfindings" {
-            return if self.crds {
+        if let Some(plural) = path.strip_prefix("/apis/cronwarden.io/v1alpha1/") {
+            return if !self.missing_crds.contains(&plural) {
                 (
                     200,
-                    json!({"apiVersion": "cronwarden.io/v1alpha1", "kind": "CronJobFindingList",
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
                              "metadata": {"resourceVersion": "1"}, "items": []}),
                 )
             } else {
@@ -147,16 +148,30 @@ async fn a_cluster_with_everything_passes_and_each_permission_is_asked_once() {
 
 #[tokio::test]
 async fn missing_crds_say_to_apply_them() {
-    let c = Cluster {
-        crds: false,
-        ..Cluster::healthy()
-    };
-    let e = preflight::check(&c.client(), &args(&[])).await.unwrap_err();
-    assert!(
-        e.contains("CRDs are not installed") && e.contains("crds/"),
-        "{e}"
-    );
-    assert!(!e.contains('\n'), "one line: {e}");
+    let all = [
+        "cronjobfindings",
+        "cronjobbaselines",
+        "clustercronjobbaselines",
+    ];
+    // None installed, or only one of them missing: each is named.
+    for missing in [all.to_vec(), vec![all[1]], vec![all[2]], vec![all[0]]] {
+        let c = Cluster {
+            missing_crds: missing.clone(),
+            ..Cluster::healthy()
+        };
+        let e = preflight::check(&c.client(), &args(&[])).await.unwrap_err();
+        assert!(
+            e.contains("CRDs are not installed") && e.contains("crds/"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("(no {})", missing.join(", "))),
+            "{missing:?}: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        // Nothing else is asked of a cluster without them.
+        assert!(c.asked().is_empty(), "{:?}", c.asked());
+    }
 }
 
 #[tokio::test]

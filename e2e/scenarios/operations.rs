@@ -216,7 +216,7 @@ pub(super) async fn enforcement_suspends_only_when_allowed(
 
 /// Start-up problems end the process with one line saying what to create
 /// or grant, not an API error dump: no namespace for the Lease, an identity
-/// without the controller's RBAC.
+/// without the controller's RBAC, a cluster without the CRDs.
 pub(super) async fn startup_problems_say_what_to_fix(c: &Cluster) -> Result<(), String> {
     let run = |name: &str, kubeconfig: &std::path::Path, lease_ns: &str| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cronwarden"));
@@ -275,6 +275,28 @@ pub(super) async fn startup_problems_say_what_to_fix(c: &Cluster) -> Result<(), 
             && last
                 .starts_with("error: RBAC: this controller's identity may not list cronjobs.batch")
             && last.contains("grant them"),
+        format!("exit {code}, log:\n{log}"),
+    )?;
+    // A cluster without the CRDs: a second API server on the same etcd,
+    // under another prefix (only when this harness runs the API server).
+    let (mut bare, admin) = match c.bare_apiserver().await {
+        Ok(b) => b,
+        Err(why) => {
+            println!("e2e     no CRDs: not run here: {why}");
+            return Ok(());
+        }
+    };
+    let outcome = exited(run("startup-no-crds", &admin, "default")).await;
+    bare.terminate();
+    let (code, last, log) = outcome?;
+    println!("e2e     no CRDs: exit {code}: {last}");
+    ensure(
+        code != 0
+            && last.starts_with(
+                "error: the cronwarden.io CRDs are not installed \
+                 (no cronjobfindings, cronjobbaselines, clustercronjobbaselines): apply them first",
+            )
+            && log.lines().count() <= 3,
         format!("exit {code}, log:\n{log}"),
     )
 }

@@ -11,7 +11,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use tracing::warn;
 
-use crate::api::CronJobFinding;
+use crate::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 use crate::cli::RunArgs;
 
 /// One permission the controller uses, and whether it cannot work without it.
@@ -102,25 +102,46 @@ fn needs(args: &RunArgs) -> Vec<Need> {
     v
 }
 
-/// Ok, or the one line to print before exiting.
-pub async fn check(client: &Client, args: &RunArgs) -> Result<(), String> {
-    // CRDs: a list of findings answers 404 when they are not installed.
-    let findings: Api<CronJobFinding> = Api::all(client.clone());
-    match findings
+async fn list_one<K>(client: &Client) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Api::<K>::all(client.clone())
         .list_metadata(&ListParams::default().limit(1))
         .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            return Err(
-                "the cronwarden.io CRDs are not installed: apply them first \
-                 (kubectl apply --server-side -f crds/, or kubectl kustomize config/crd)"
-                    .into(),
-            );
+        .map(|_| ())
+}
+
+/// Ok, or the one line to print before exiting.
+pub async fn check(client: &Client, args: &RunArgs) -> Result<(), String> {
+    // CRDs: a list answers 404 for a kind that is not installed. Each of
+    // the three is asked: with one missing, its watch would fail forever.
+    let mut absent = Vec::new();
+    for (plural, list) in [
+        ("cronjobfindings", list_one::<CronJobFinding>(client).await),
+        (
+            "cronjobbaselines",
+            list_one::<CronJobBaseline>(client).await,
+        ),
+        (
+            "clustercronjobbaselines",
+            list_one::<ClusterCronJobBaseline>(client).await,
+        ),
+    ] {
+        match list {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => absent.push(plural),
+            // 403 is reported below with every other missing permission.
+            Err(kube::Error::Api(s)) if s.code == 403 => {}
+            Err(e) => return Err(format!("cannot reach the API server: {e}")),
         }
-        // 403 is reported below with every other missing permission.
-        Err(kube::Error::Api(s)) if s.code == 403 => {}
-        Err(e) => return Err(format!("cannot reach the API server: {e}")),
+    }
+    if !absent.is_empty() {
+        return Err(format!(
+            "the cronwarden.io CRDs are not installed (no {}): apply them first \
+             (kubectl apply --server-side -f crds/, or kubectl kustomize config/crd)",
+            absent.join(", ")
+        ));
     }
     if args.leader_election {
         let ns = args.lease_namespace();
