@@ -31,7 +31,7 @@ pub struct StoredFinding {
 impl StoredFinding {
     /// Encode a finding (its managedFields dropped: several KB of JSON
     /// nobody reads, returned by writes as well as by the watch).
-    pub fn new(mut f: CronJobFinding) -> Keyed {
+    pub fn encode(mut f: CronJobFinding) -> Keyed {
         f.metadata.managed_fields = None;
         let json = serde_json::to_vec(&f).unwrap_or_default();
         let mut e = DeflateEncoder::new(Vec::with_capacity(json.len() / 2), Compression::fast());
@@ -112,7 +112,7 @@ pub struct Keyed {
 
 impl From<CronJobFinding> for Keyed {
     fn from(f: CronJobFinding) -> Self {
-        StoredFinding::new(f)
+        StoredFinding::encode(f)
     }
 }
 
