@@ -170,8 +170,36 @@ fn audit_log(c: &mut Criterion) {
     group.finish();
 }
 
+/// The controller's findings index keeps each finding deflated and decodes
+/// a namespace's findings when it plans it: the cost per finding, both
+/// ways, for the bundled samples' largest finding (5 violations).
+fn stored_finding(c: &mut Criterion) {
+    use cronwarden::api::CronJobFinding;
+    use cronwarden::controller::observe::index::{Keyed, StoredFinding};
+    let list: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/golden/samples.json")).unwrap();
+    let finding: CronJobFinding = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "CronJobFinding")
+        .max_by_key(|o| o["status"]["violations"].as_array().map_or(0, Vec::len))
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .unwrap();
+    let mut group = c.benchmark_group("index/finding");
+    group.bench_function("deflate", |b| {
+        b.iter(|| black_box(StoredFinding::encode(black_box(finding.clone()))))
+    });
+    let k = Keyed::from(finding.clone());
+    group.bench_function("inflate", |b| {
+        b.iter(|| black_box(k.stored.decode(&k.namespace, &k.name).unwrap()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    stored_finding,
     evaluate,
     scan_file,
     schedule_min_interval,
