@@ -6,7 +6,7 @@
 //! (dozens of small strings: conditions, violations, evidence, MITRE,
 //! timestamps); 27,500 of them were 90 MiB of the 100k-CronJob bench. As
 //! deflated JSON they cost ~0.7 KB. A finding is decoded only while its
-//! namespace is planned, so the round pays ~20 µs per finding of a dirty
+//! namespace is planned, so the round pays ~15 µs per finding of a dirty
 //! namespace and nothing for the others. What the index reads of every
 //! finding each round (uid, resourceVersion, owed Events) stays beside the
 //! bytes, undecoded.
