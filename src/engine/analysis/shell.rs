@@ -795,7 +795,11 @@ fn options() -> ParserOptions {
 
 /// The AST of a script, or `None` when it is too long or doesn't parse.
 fn parse(text: &str) -> Option<ast::Program> {
-    if text.len() > MAX_SCRIPT || text.contains('\0') || nesting(text) > MAX_NESTING {
+    if text.len() > MAX_SCRIPT
+        || text.contains('\0')
+        || nesting(text) > MAX_NESTING
+        || here_tag_may_be_empty(text)
+    {
         return None;
     }
     let mut parser = Parser::new(Cursor::new(text.as_bytes()), &options());
@@ -829,6 +833,55 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
     GUARDED.with(|g| g.set(outer));
     out
+}
+
+/// Whether a here-document's delimiter may reach brush-parser's tokenizer
+/// as an empty tag. brush-parser 0.4 then loops at the end of the input,
+/// queueing an empty token per turn until memory runs out (found by
+/// `fuzz/`: the six bytes `$(<<` and two blanks took more than 2 GiB in a
+/// second; `cat <<"" `, `<<$(  ` and `\<<<'' ` do the same). The tag is
+/// empty when the word after `<<`/`<<-` is missing or only quotes and
+/// backslashes, or when it holds a substitution, whose first blank-only
+/// piece becomes the tag. Such scripts are read as tokens, so this errs
+/// wide: any `$` or backquote in the word counts (delimiters are plain
+/// words like `EOF`); unescaped `<<<` here-strings do not; line
+/// continuations are joined first. Checked against brush-parser itself
+/// (under an allocation cap) with every script up to six characters over
+/// `$()<-'"\`, blank, tab, newline, `x{;` and backquote (12 M scripts), and
+/// up to seven over three smaller sets (38 M): none left over loops.
+fn here_tag_may_be_empty(text: &str) -> bool {
+    let text = text.replace("\\\n", "");
+    let b = text.as_bytes();
+    let ends_word = |c: u8| c.is_ascii_whitespace() || b";&|()<>".contains(&c);
+    let mut at = 0;
+    while at + 1 < b.len() {
+        // A here-string, unless its first `<` is escaped (`\<<<''` is a
+        // literal `<` and a here-document).
+        if b[at..].starts_with(b"<<<") && (at == 0 || b[at - 1] != b'\\') {
+            at += 3;
+            continue;
+        }
+        if &b[at..at + 2] == b"<<" {
+            let mut j = at + 2;
+            if b.get(j) == Some(&b'-') {
+                j += 1;
+            }
+            while b.get(j).is_some_and(|c| matches!(c, b' ' | b'\t')) {
+                j += 1;
+            }
+            let word = b[j..].iter().take_while(|&&c| !ends_word(c));
+            let (mut plain, mut substitution) = (false, false);
+            for c in word {
+                substitution |= matches!(c, b'$' | b'`');
+                plain |= !matches!(c, b'\'' | b'"' | b'\\');
+            }
+            if substitution || !plain {
+                return true;
+            }
+        }
+        at += 1;
+    }
+    false
 }
 
 /// Deeper nesting than this is read as tokens: the parser recurses per
@@ -1009,5 +1062,36 @@ mod tests {
             substitutions("x$(curl a)y`wget b`"),
             vec!["curl a", "wget b"]
         );
+    }
+
+    #[test]
+    fn here_tags_that_may_be_empty() {
+        for wide in [
+            "$(<<  ",
+            "cat <<",
+            "cat << ;x",
+            "cat <<''",
+            "cat <<-\"\"",
+            "cat <<\\\n\n",
+            "<<$(  )",
+            "cat <<\"a$(b)\"",
+            "cat <<`x`",
+            "cat <\\\n<''",
+            "\\<<<'' ",
+        ] {
+            assert!(here_tag_may_be_empty(wide), "{wide:?}");
+            assert!(parse(wide).is_none(), "{wide:?}");
+        }
+        for plain in [
+            "cat <<EOF\nx\nEOF",
+            "cat <<-'EOF'\n\tx\n\tEOF",
+            "cat << \"EOF\"\nx\nEOF",
+            "sh <<< \"$x\"",
+            "sh <<<''",
+            "echo $((1<<4))",
+        ] {
+            assert!(!here_tag_may_be_empty(plain), "{plain:?}");
+            assert!(parse(plain).is_some(), "{plain:?}");
+        }
     }
 }
