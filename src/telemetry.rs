@@ -127,7 +127,7 @@ impl Default for Metrics {
         let reconcile_errors = Family::<ErrorLabel, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Failed API writes by error kind",
+            "Failed API writes by status code (or transport), and namespaces that could not be planned (panic, decode)",
             reconcile_errors.clone(),
         );
         let events = Family::<ReasonLabel, Counter>::default();
@@ -264,6 +264,14 @@ impl Metrics {
             .get_or_create(&StateLabel {
                 state: state.into(),
             })
+            .inc();
+    }
+
+    /// A namespace that could not be planned this round (`panic`: the
+    /// evaluation panicked; `decode`: a stored finding does not decode).
+    pub fn plan_error(&self, kind: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabel { error: kind.into() })
             .inc();
     }
 

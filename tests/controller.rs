@@ -1067,3 +1067,100 @@ async fn a_round_plans_a_bounded_number_of_writes() {
     applied.dedup();
     assert_eq!(applied, nss);
 }
+
+/// A power source that panics for one namespace while `broken`: a stand-in
+/// for any bug a tenant's object can reach during evaluation.
+struct Fragile {
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl cronwarden::engine::power::PowerSource for Fragile {
+    fn power(&self, namespace: &str, _: &str) -> cronwarden::engine::power::Answer {
+        if namespace == "bad" && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("fault injected into the evaluation of {namespace}");
+        }
+        cronwarden::engine::power::Answer::Known(Default::default())
+    }
+
+    fn label(&self) -> &'static str {
+        "test"
+    }
+}
+
+/// Issue 13: one bad object never stalls the others. A panic while one
+/// namespace is evaluated fails that namespace alone: the others are
+/// written in the same round, the panicking one is counted and backs off
+/// on its own, and once the bug is gone its finding is written. (Before,
+/// the round unwound and every namespace was re-evaluated, forever.)
+#[tokio::test]
+async fn a_panic_in_one_namespace_never_stalls_the_others() {
+    let (mut ctl, fake, _srv) = controller(&[]);
+    let fragile = Arc::new(Fragile {
+        broken: true.into(),
+    });
+    Arc::get_mut(&mut ctl).unwrap().engine.powers = Some(fragile.clone());
+    let approved = || json!({"approved": [{"name": "other"}]});
+    seed(
+        &ctl,
+        &fake,
+        vec![cronjob("apps", "rogue"), cronjob("bad", "rogue")],
+        vec![
+            baseline("apps", "team", approved()),
+            baseline("bad", "team", approved()),
+        ],
+        vec![],
+    );
+    let panics = |ctl: &Controller| {
+        let m = ctl.metrics.encode();
+        m.lines()
+            .find(|l| l.starts_with(r#"cronwarden_reconcile_errors_total{error="panic"}"#))
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    // Findings and Events; its baseline's status is written from the
+    // namespaces that were evaluated (bad's last result, here none).
+    let in_bad = |fake: &Fake| {
+        fake.requests()
+            .iter()
+            .filter(|s| {
+                s.path.contains("/namespaces/bad/cronjobfindings")
+                    || s.path.contains("/namespaces/bad/events")
+            })
+            .count()
+    };
+
+    assert_eq!(round(&ctl).await, 1, "the panicking namespace alone failed");
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|s| s.method == "PATCH" && s.path.starts_with(&format!("{FINDINGS}/rogue"))),
+        "apps' finding is written in the same round: {:?}",
+        fake.requests()
+    );
+    assert!(!events_of(&fake).is_empty());
+    assert_eq!(in_bad(&fake), 0);
+    assert_eq!(panics(&ctl).as_deref(), Some("1"));
+
+    // The failed key waits for its backoff: nothing else is redone.
+    let before = fake.requests().len();
+    assert_eq!(round(&ctl).await, 0);
+    assert_eq!(fake.requests().len(), before);
+
+    // Retried once due, still broken: counted again, nothing written.
+    expire_backoff(&ctl);
+    assert_eq!(round(&ctl).await, 1);
+    assert_eq!(fake.requests().len(), before);
+    assert_eq!(panics(&ctl).as_deref(), Some("2"));
+
+    // The bug is gone: the retry writes bad's finding and its Events.
+    fragile
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    expire_backoff(&ctl);
+    assert_eq!(round(&ctl).await, 0);
+    assert!(in_bad(&fake) >= 2, "{:?}", fake.requests());
+    assert!(
+        events_of(&fake)
+            .iter()
+            .any(|e| e.path.contains("/namespaces/bad/"))
+    );
+}

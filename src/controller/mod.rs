@@ -109,7 +109,8 @@ impl Controller {
         let mut plan = match tokio::task::spawn_blocking(move || ctl.plan(&now)).await {
             Ok(plan) => plan,
             Err(e) => {
-                // A panic in the engine: every key is evaluated again.
+                // A panic outside any one namespace's evaluation (those are
+                // caught per namespace in `plan`): every key is evaluated again.
                 tracing::error!(error = %e, "evaluation panicked; re-evaluating everything");
                 self.state
                     .lock()

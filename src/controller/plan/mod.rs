@@ -20,8 +20,19 @@ use crate::audit::SubjectKind;
 use crate::audit::store::ObservedRef;
 use crate::engine::jobs::{Lineage, lineage};
 use crate::engine::power::PowerSource;
-use crate::engine::{CompiledBaseline, CronJobView, NamespaceResult, aggregate, max_severity};
+use crate::engine::{
+    CompiledBaseline, CronJobView, NamespaceResult, NamespaceSummary, aggregate, max_severity,
+};
 use crate::telemetry::{FindingLabels, StateLabel};
+
+/// The text of a caught panic, for the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
+}
 
 /// Everything one reconcile round decided.
 #[derive(Default, Debug)]
@@ -32,8 +43,9 @@ pub struct Plan {
     pub evaluated: Vec<String>,
     /// Dirty keys were left for the next round (see [`ROUND_ACTIONS`]).
     pub more: bool,
-    /// Keys that could not be planned (their findings in the index do not
-    /// decode: a bug, logged): retried with backoff like a failed write.
+    /// Keys that could not be planned (their evaluation panicked, or their
+    /// findings in the index do not decode: bugs, logged and counted):
+    /// retried with backoff like a failed write.
     pub failed: Vec<String>,
 }
 
@@ -59,7 +71,6 @@ impl Controller {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut dirty = st.take_dirty();
         let mut plan = Plan::default();
-        let empty = BTreeMap::new();
         let mut results = Vec::new();
         let mut covered = Vec::new();
         let mut rest = Vec::new();
@@ -79,108 +90,39 @@ impl Controller {
                     Ok(m) => m,
                     Err(error) => {
                         tracing::error!(namespace = %ns, %error, "cannot plan the namespace");
+                        self.metrics.plan_error("decode");
                         plan.failed.push(ns.clone());
                         continue;
                     }
                 };
-                let existing = (!decoded.is_empty()).then_some(&decoded);
-                let labels = st.namespaces.get(ns).unwrap_or(&empty);
-                let cjs: Vec<_> = st
-                    .cronjobs
-                    .get(ns)
-                    .map(|m| m.values().collect())
-                    .unwrap_or_default();
-                let mut result = self.engine.evaluate_namespace(ns, labels, &cjs, &ordered);
-                self.evaluate_jobs(st, ns, &mut result, &mut covered);
-                if let Some(actors) = &self.actors {
-                    let actors = actors.lock().unwrap_or_else(|e| e.into_inner());
-                    for f in &mut result.findings {
-                        let (kind, observed) = match f.subject.kind.as_str() {
-                            "Job" => (
-                                SubjectKind::Job,
-                                st.job(ns, &f.subject.name).map(|j| ObservedRef {
-                                    uid: j.uid.as_deref(),
-                                    generation: j.generation,
-                                    resource_version: j.resource_version.0.as_deref(),
-                                }),
-                            ),
-                            _ => (
-                                SubjectKind::CronJob,
-                                st.cronjob(ns, &f.name).map(|cj| ObservedRef {
-                                    uid: cj.uid.as_deref(),
-                                    generation: cj.generation,
-                                    resource_version: cj.resource_version.0.as_deref(),
-                                }),
-                            ),
-                        };
-                        if let Some(o) = observed {
-                            f.actor = actors.lookup(kind, ns, &f.subject.name, o);
-                        }
+                // A panic while one namespace is planned (a bug reachable from
+                // what a tenant wrote: third-party parsers, a rule) fails that
+                // namespace alone: retried with backoff like a failed write,
+                // counted, its recorded findings untouched. Unwinding out of
+                // the round instead would stop every namespace, every round.
+                let mut found_covered = Vec::new();
+                let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.plan_namespace(st, ns, &decoded, &ordered, now, &mut found_covered)
+                }));
+                match planned {
+                    Ok((actions, summary)) => {
+                        plan.findings.extend(actions);
+                        covered.append(&mut found_covered);
+                        // Only the summary outlives the namespace's planning.
+                        results.push((ns.clone(), summary));
+                    }
+                    Err(panic) => {
+                        let panic = panic_message(panic.as_ref());
+                        tracing::error!(
+                            namespace = %ns,
+                            %panic,
+                            "evaluation panicked: the namespace is retried with backoff, \
+                             its findings are kept as they are"
+                        );
+                        self.metrics.plan_error("panic");
+                        plan.failed.push(ns.clone());
                     }
                 }
-                let held = self.hold_pending_power(st, ns, &mut result, existing);
-                let mut names: BTreeSet<&str> =
-                    result.findings.iter().map(|f| f.name.as_str()).collect();
-                names.extend(
-                    existing
-                        .into_iter()
-                        .flat_map(|m| m.keys().map(String::as_str)),
-                );
-                for name in names {
-                    if held.contains(name) {
-                        continue;
-                    }
-                    // NamespaceResult keeps findings sorted by name.
-                    let desired = result
-                        .findings
-                        .binary_search_by(|f| f.name.as_str().cmp(name))
-                        .ok()
-                        .map(|i| &result.findings[i]);
-                    let have = existing.and_then(|m| m.get(name));
-                    // The live subject: a CronJob, or a Job (as far as
-                    // plan_finding looks at it: its uid).
-                    let subject = desired
-                        .map(|d| &d.subject)
-                        .or_else(|| have.map(|f| &f.spec.subject));
-                    let live_job;
-                    let live = match subject {
-                        Some(s) if s.kind == "Job" => {
-                            // A Job found covered keeps only digests: its
-                            // uid is the finding's subject's, or another.
-                            let uid = match st.job(ns, &s.name) {
-                                Some(j) => Some(j.uid.clone()),
-                                None => match s.uid.as_deref() {
-                                    Some(u) => st
-                                        .covered_job_has_uid(ns, &s.name, u)
-                                        .map(|same| same.then(|| u.to_owned())),
-                                    None => st.is_covered(ns, &s.name).then_some(None),
-                                },
-                            };
-                            live_job = uid.map(|uid| CronJobView {
-                                namespace: ns.clone(),
-                                name: s.name.clone(),
-                                uid,
-                                ..CronJobView::default()
-                            });
-                            live_job.as_ref()
-                        }
-                        _ => st.cronjob(ns, name),
-                    };
-                    if let Some(a) = plan_finding(
-                        desired,
-                        have,
-                        live,
-                        now,
-                        self.args.retention,
-                        self.args.allow_enforcement,
-                    ) {
-                        plan.findings.push(a);
-                    } else if desired.is_some() {
-                        self.metrics.write("finding", "skipped");
-                    }
-                }
-                // Only the summary outlives the namespace's planning.
-                results.push((result.namespace.clone(), result.summary()));
             }
             if reached < dirty.len() {
                 plan.more = true;
@@ -218,6 +160,118 @@ impl Controller {
             self.update_gauges(&st);
         }
         plan
+    }
+
+    /// Evaluate one namespace and decide its finding writes; the Jobs its
+    /// CronJobs cover are added to `covered`. Returns the writes and the
+    /// namespace's summary (for baseline reports).
+    fn plan_namespace(
+        &self,
+        st: &State,
+        ns: &str,
+        decoded: &BTreeMap<String, CronJobFinding>,
+        ordered: &[&CompiledBaseline],
+        now: &Time,
+        covered: &mut Vec<(String, String)>,
+    ) -> (Vec<FindingAction>, NamespaceSummary) {
+        let empty = BTreeMap::new();
+        let mut actions = Vec::new();
+        let existing = (!decoded.is_empty()).then_some(decoded);
+        let labels = st.namespaces.get(ns).unwrap_or(&empty);
+        let cjs: Vec<_> = st
+            .cronjobs
+            .get(ns)
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
+        let mut result = self.engine.evaluate_namespace(ns, labels, &cjs, ordered);
+        self.evaluate_jobs(st, ns, &mut result, covered);
+        if let Some(actors) = &self.actors {
+            let actors = actors.lock().unwrap_or_else(|e| e.into_inner());
+            for f in &mut result.findings {
+                let (kind, observed) = match f.subject.kind.as_str() {
+                    "Job" => (
+                        SubjectKind::Job,
+                        st.job(ns, &f.subject.name).map(|j| ObservedRef {
+                            uid: j.uid.as_deref(),
+                            generation: j.generation,
+                            resource_version: j.resource_version.0.as_deref(),
+                        }),
+                    ),
+                    _ => (
+                        SubjectKind::CronJob,
+                        st.cronjob(ns, &f.name).map(|cj| ObservedRef {
+                            uid: cj.uid.as_deref(),
+                            generation: cj.generation,
+                            resource_version: cj.resource_version.0.as_deref(),
+                        }),
+                    ),
+                };
+                if let Some(o) = observed {
+                    f.actor = actors.lookup(kind, ns, &f.subject.name, o);
+                }
+            }
+        }
+        let held = self.hold_pending_power(st, ns, &mut result, existing);
+        let mut names: BTreeSet<&str> = result.findings.iter().map(|f| f.name.as_str()).collect();
+        names.extend(
+            existing
+                .into_iter()
+                .flat_map(|m| m.keys().map(String::as_str)),
+        );
+        for name in names {
+            if held.contains(name) {
+                continue;
+            }
+            // NamespaceResult keeps findings sorted by name.
+            let desired = result
+                .findings
+                .binary_search_by(|f| f.name.as_str().cmp(name))
+                .ok()
+                .map(|i| &result.findings[i]);
+            let have = existing.and_then(|m| m.get(name));
+            // The live subject: a CronJob, or a Job (as far as
+            // plan_finding looks at it: its uid).
+            let subject = desired
+                .map(|d| &d.subject)
+                .or_else(|| have.map(|f| &f.spec.subject));
+            let live_job;
+            let live = match subject {
+                Some(s) if s.kind == "Job" => {
+                    // A Job found covered keeps only digests: its
+                    // uid is the finding's subject's, or another.
+                    let uid = match st.job(ns, &s.name) {
+                        Some(j) => Some(j.uid.clone()),
+                        None => match s.uid.as_deref() {
+                            Some(u) => st
+                                .covered_job_has_uid(ns, &s.name, u)
+                                .map(|same| same.then(|| u.to_owned())),
+                            None => st.is_covered(ns, &s.name).then_some(None),
+                        },
+                    };
+                    live_job = uid.map(|uid| CronJobView {
+                        namespace: ns.to_owned(),
+                        name: s.name.clone(),
+                        uid,
+                        ..CronJobView::default()
+                    });
+                    live_job.as_ref()
+                }
+                _ => st.cronjob(ns, name),
+            };
+            if let Some(a) = plan_finding(
+                desired,
+                have,
+                live,
+                now,
+                self.args.retention,
+                self.args.allow_enforcement,
+            ) {
+                actions.push(a);
+            } else if desired.is_some() {
+                self.metrics.write("finding", "skipped");
+            }
+        }
+        (actions, result.summary())
     }
 
     /// The Jobs of a namespace (SPEC 3.6): those their CronJob covers are
