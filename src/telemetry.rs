@@ -267,11 +267,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A namespace that could not be planned this round (`panic`: the
+    /// One reconcile error: a failed API write (its HTTP code, or
+    /// `transport`) or a namespace that could not be planned (`panic`: its
     /// evaluation panicked; `decode`: a stored finding does not decode).
-    pub fn plan_error(&self, kind: &str) {
+    pub fn reconcile_error(&self, error: &str) {
         self.reconcile_errors
-            .get_or_create(&ErrorLabel { error: kind.into() })
+            .get_or_create(&ErrorLabel {
+                error: error.into(),
+            })
             .inc();
     }
 

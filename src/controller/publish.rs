@@ -31,7 +31,7 @@ use crate::api::{
 };
 use crate::engine::Tier;
 use crate::engine::governance::CLUSTER_KIND;
-use crate::telemetry::{ErrorLabel, Metrics, ReasonLabel};
+use crate::telemetry::{Metrics, ReasonLabel};
 
 use crate::error::{ControllerError, retryable};
 
@@ -133,23 +133,13 @@ impl Publisher {
                 Ok(v) => return Ok(v),
                 Err(e) if attempt < self.attempts && retryable(&e) => {
                     debug!(action, object, attempt, error = %e, "retrying");
-                    self.metrics
-                        .reconcile_errors
-                        .get_or_create(&ErrorLabel {
-                            error: error_label(&e),
-                        })
-                        .inc();
+                    self.metrics.reconcile_error(&error_label(&e));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
                 Err(source) => {
-                    self.metrics
-                        .reconcile_errors
-                        .get_or_create(&ErrorLabel {
-                            error: error_label(&source),
-                        })
-                        .inc();
+                    self.metrics.reconcile_error(&error_label(&source));
                     return Err(ControllerError::Api {
                         action,
                         object: object.into(),

@@ -90,7 +90,7 @@ impl Controller {
                     Ok(m) => m,
                     Err(error) => {
                         tracing::error!(namespace = %ns, %error, "cannot plan the namespace");
-                        self.metrics.plan_error("decode");
+                        self.metrics.reconcile_error("decode");
                         plan.failed.push(ns.clone());
                         continue;
                     }
@@ -119,7 +119,7 @@ impl Controller {
                             "evaluation panicked: the namespace is retried with backoff, \
                              its findings are kept as they are"
                         );
-                        self.metrics.plan_error("panic");
+                        self.metrics.reconcile_error("panic");
                         plan.failed.push(ns.clone());
                     }
                 }
