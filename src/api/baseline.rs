@@ -55,6 +55,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.approved.all(e, !has(e.namespaces))").message("namespaces is only allowed on ClusterCronJobBaseline entries: a CronJobBaseline governs its own namespace"))]
 pub struct CronJobBaselineSpec {
     /// What to do with CronJobs that match no entry.
     #[serde(default)]
@@ -209,6 +210,29 @@ pub struct ApprovedEntry {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::api::catalogue::severity_overrides_schema")]
     pub severity_overrides: BTreeMap<Rule, Severity>,
+    /// ClusterCronJobBaseline only: the entry applies in these namespaces
+    /// alone (exact names). Needed for relaxations of violations above
+    /// medium, and makes the entry a scoped exception that replaces the
+    /// cluster tier's other guardrails there (SPEC 2.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "namespaces_schema")]
+    pub namespaces: Vec<String>,
+}
+
+/// Schema of an entry's `namespaces`: namespace names (DNS-1123 labels),
+/// unique, so a typo is refused at apply time.
+fn namespaces_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 1000,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        },
+    })
 }
 
 /// The approved command line of one container. An omitted `command` or

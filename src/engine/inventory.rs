@@ -32,7 +32,8 @@ pub struct Inventory {
     /// The cluster tier.
     pub cluster_baselines: Vec<crate::api::ClusterCronJobBaseline>,
     /// Namespace name → labels. Namespaces of CronJobs and baselines not
-    /// listed here count as existing with no labels.
+    /// listed here count as existing with only the label the API server
+    /// sets on every namespace (`kubernetes.io/metadata.name`).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 

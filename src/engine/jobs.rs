@@ -260,7 +260,7 @@ impl Engine {
     /// HighFrequencySchedule: a Job has no schedule).
     pub fn evaluate_claimed_job(&self, job: &JobView, lineage: &Lineage) -> Option<DesiredFinding> {
         let template = job.template.as_deref()?;
-        let mut f = Finder::new([None, None], &self.settings);
+        let mut f = Finder::new([None, None], &self.settings, &job.namespace);
         f.source(Source::Heuristic);
         if let Lineage::Claimed { manual, forged } = lineage {
             if *manual {

@@ -27,6 +27,9 @@ pub struct Pool<'a> {
     pub baselines: Vec<&'a CompiledBaseline>,
     /// Name entries: the first per name wins.
     pub by_name: HashMap<&'a str, &'a CompiledEntry>,
+    /// Name entries whose name an earlier entry already has: never the
+    /// approval, still guardrails.
+    shadowed: Vec<&'a CompiledEntry>,
     patterns: Vec<&'a CompiledEntry>,
     selectors: Vec<&'a CompiledEntry>,
     /// Every governing baseline says `unapproved: Ignore`.
@@ -36,15 +39,22 @@ pub struct Pool<'a> {
 }
 
 impl<'a> Pool<'a> {
-    pub fn new(baselines: Vec<&'a CompiledBaseline>) -> Pool<'a> {
-        let mut by_name = HashMap::default();
+    /// The pool of these baselines in namespace `ns`: an entry with
+    /// `namespaces` takes part only where it names the namespace.
+    pub fn new(baselines: Vec<&'a CompiledBaseline>, ns: &str) -> Pool<'a> {
+        let mut by_name: HashMap<&str, &CompiledEntry> = HashMap::default();
+        let mut shadowed = Vec::new();
         let mut patterns = Vec::new();
         let mut selectors = Vec::new();
         for b in &baselines {
-            for e in &b.entries {
+            for e in b.entries.iter().filter(|e| e.applies_in(ns)) {
                 match &e.matcher {
                     EntryMatcher::Name(n) => {
-                        by_name.entry(n.as_str()).or_insert(e);
+                        if by_name.contains_key(n.as_str()) {
+                            shadowed.push(e);
+                        } else {
+                            by_name.insert(n.as_str(), e);
+                        }
                     }
                     EntryMatcher::Pattern(_) => patterns.push(e),
                     EntryMatcher::Selector(_) => selectors.push(e),
@@ -60,6 +70,7 @@ impl<'a> Pool<'a> {
                 .map(|b| b.key.as_str()),
             baselines,
             by_name,
+            shadowed,
             patterns,
             selectors,
         }
@@ -89,6 +100,26 @@ impl<'a> Pool<'a> {
     }
 }
 
+impl<'a> Pool<'a> {
+    /// Every other entry of the pool the CronJob matches, in matching
+    /// order, besides its approval `best`: the guardrails of SPEC 2.2.
+    pub fn also_matched(&self, cj: &CronJobView, best: &CompiledEntry) -> Vec<&'a CompiledEntry> {
+        let named = self.by_name.get(cj.name.as_str()).copied();
+        named
+            .into_iter()
+            .chain(
+                self.shadowed
+                    .iter()
+                    .chain(&self.patterns)
+                    .chain(&self.selectors)
+                    .copied()
+                    .filter(|e| e.matches(&cj.name, &cj.labels)),
+            )
+            .filter(|e| !std::ptr::eq(*e, best))
+            .collect()
+    }
+}
+
 /// The entries a CronJob matched: `[cluster tier, namespace tier]`.
 pub type Matched<'a> = [Option<&'a CompiledEntry>; 2];
 
@@ -99,10 +130,21 @@ pub struct Tiers<'a> {
 }
 
 impl<'a> Tiers<'a> {
-    pub fn new(g: Governing<'a>) -> Tiers<'a> {
+    pub fn new(g: Governing<'a>, ns: &str) -> Tiers<'a> {
         Tiers {
-            cluster: Pool::new(g.cluster),
-            namespace: Pool::new(g.namespace),
+            cluster: Pool::new(g.cluster, ns),
+            namespace: Pool::new(g.namespace, ns),
+        }
+    }
+
+    /// The cluster tier's guardrails for a CronJob that matched `matched`:
+    /// every other cluster entry it matches keeps its `images`,
+    /// `requireDigest` and `minInterval`, unless its approval is scoped to
+    /// its namespace (an exception that replaces them; SPEC 2.2).
+    pub fn guardrails(&self, cj: &CronJobView, matched: Matched<'a>) -> Vec<&'a CompiledEntry> {
+        match matched[0] {
+            Some(best) if !best.scoped_to(&cj.namespace) => self.cluster.also_matched(cj, best),
+            _ => Vec::new(),
         }
     }
 

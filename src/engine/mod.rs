@@ -72,6 +72,27 @@ impl Default for Settings {
     }
 }
 
+/// The label the API server sets on every namespace, to its name (and
+/// restores when a client changes it).
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A namespace's labels as the API server serves them: with
+/// `kubernetes.io/metadata.name` set to its name, so a cluster baseline
+/// selecting a namespace by it governs the same namespaces offline (`scan`,
+/// `audit`, where manifests may lack the label or the Namespace) as live.
+pub fn with_name_label<'l>(
+    ns: &str,
+    labels: &'l BTreeMap<String, String>,
+) -> std::borrow::Cow<'l, BTreeMap<String, String>> {
+    if labels.get(NAMESPACE_NAME_LABEL).map(String::as_str) == Some(ns) {
+        std::borrow::Cow::Borrowed(labels)
+    } else {
+        let mut l = labels.clone();
+        l.insert(NAMESPACE_NAME_LABEL.to_owned(), ns.to_owned());
+        std::borrow::Cow::Owned(l)
+    }
+}
+
 /// Pre-compiled settings plus the memo caches of schedule intervals and
 /// image references.
 #[derive(Clone)]
@@ -115,7 +136,7 @@ impl Engine {
 
     /// Compile a baseline of either tier.
     pub fn compile<'a>(&self, b: impl Into<BaselineSource<'a>>) -> CompiledBaseline {
-        governance::compile(b.into(), &self.settings)
+        governance::compile(b.into())
     }
 
     /// Answer PowerfulServiceAccount from this source.
@@ -212,7 +233,8 @@ impl Engine {
         cronjobs: &[&CronJobView],
         baselines: &[&CompiledBaseline],
     ) -> NamespaceResult {
-        let tiers = Tiers::new(governing(ns, labels, baselines));
+        let labels = with_name_label(ns, labels);
+        let tiers = Tiers::new(governing(ns, &labels, baselines), ns);
         let mut result = NamespaceResult {
             namespace: ns.to_owned(),
             governing: tiers.keys(),
@@ -229,12 +251,12 @@ impl Engine {
                 result.restricted.entry(b).or_default().insert(msg);
             }
         }
-        result.findings.extend(rules::baseline::missing_required(
-            ns,
-            cronjobs,
-            &tiers,
-            &self.settings,
-        ));
+        let (missing, refused) =
+            rules::baseline::missing_required(ns, cronjobs, &tiers, &self.settings);
+        result.findings.extend(missing);
+        for (b, msg) in refused {
+            result.restricted.entry(b).or_default().insert(msg);
+        }
         result.findings.sort_by(|a, b| a.name.cmp(&b.name));
         result
     }

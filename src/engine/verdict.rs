@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::governance::relax::{namespace_may_relax, refusal, severity_before_namespace};
+use super::governance::relax::{base_severity, gate, may_relax, refusal};
 use super::matching::{Matched, Tiers};
 use super::{BaselineReport, CompiledEntry, CronJobView, Settings};
 use crate::api::{Enforcement, Mitre, Observed, Rule, Severity, Subject, Violation};
@@ -130,29 +130,32 @@ pub enum Source<'a> {
 }
 
 /// Collects one subject's violations, applying global switches, waivers
-/// and severity overrides of both tiers in one place (SPEC 2.2). The rule
-/// being evaluated is set by the dispatcher ([`Finder::check`]), so a check
-/// function never names it; the entry it is checked against is set with
-/// [`Finder::source`].
+/// and severity overrides of both tiers in one place (SPEC 2.2, see
+/// [`relax`](super::governance::relax)). The rule being evaluated is set
+/// by the dispatcher ([`Finder::check`]), so a check function never names
+/// it; the entry it is checked against is set with [`Finder::source`].
 pub struct Finder<'a> {
     cluster: Option<&'a CompiledEntry>,
     namespace: Option<&'a CompiledEntry>,
     settings: &'a Settings,
+    /// The subject's namespace: where a scoped cluster entry applies.
+    ns: &'a str,
     /// The rule whose check is running; None outside [`Finder::check`].
     rule: Option<Rule>,
     /// What produced the violations pushed now.
     source: Source<'a>,
     violations: Vec<Violation>,
-    /// (baseline key, message): namespace-tier relaxations not honoured.
+    /// (baseline key, message): relaxations not honoured.
     restricted: Vec<(String, String)>,
 }
 
 impl<'a> Finder<'a> {
-    pub fn new(matched: Matched<'a>, settings: &'a Settings) -> Self {
+    pub fn new(matched: Matched<'a>, settings: &'a Settings, ns: &'a str) -> Self {
         Finder {
             cluster: matched[0],
             namespace: matched[1],
             settings,
+            ns,
             rule: None,
             source: Source::Heuristic,
             violations: Vec::new(),
@@ -165,12 +168,15 @@ impl<'a> Finder<'a> {
         self.source = source;
     }
 
-    /// False for a heuristic switched off globally or waived by the
-    /// cluster tier; a namespace-tier waiver is weighed per violation.
+    /// False for a heuristic switched off globally or waived by a cluster
+    /// entry scoped to this namespace (honoured whatever the severity);
+    /// every other waiver is weighed per violation.
     pub fn enabled(&self, rule: Rule) -> bool {
         !rule.is_heuristic()
             || !(self.settings.disabled_rules.contains(&rule)
-                || self.cluster.is_some_and(|e| e.waive.contains(&rule)))
+                || self
+                    .cluster
+                    .is_some_and(|e| e.waive.contains(&rule) && e.scoped_to(self.ns)))
     }
 
     /// Run `check` for `rule` when the rule is enabled; its pushes are `rule`'s.
@@ -182,24 +188,28 @@ impl<'a> Finder<'a> {
         }
     }
 
-    /// Whether the namespace tier may relax the current rule (for a
-    /// relaxation that is not a waiver or an override, like minInterval);
-    /// a refusal is recorded for Restricted.
-    pub fn namespace_may_relax(&mut self, what: impl FnOnce() -> String) -> bool {
-        let (Some(rule), Some(ns)) = (self.rule, self.namespace) else {
+    /// Whether `entry` may relax the current rule by a relaxation that is
+    /// not a waiver or an override (a looser minInterval); a refusal is
+    /// recorded for Restricted.
+    pub fn may_relax(&mut self, entry: &CompiledEntry, what: impl FnOnce() -> String) -> bool {
+        let Some(rule) = self.rule else {
             return false;
         };
-        let sev = severity_before_namespace(rule, None, self.settings, self.cluster);
-        if namespace_may_relax(rule, sev) {
+        let base = base_severity(rule, None, self.settings);
+        let gate = gate(rule, base, [self.cluster, self.namespace]);
+        if may_relax(entry, rule, gate, self.ns) {
             return true;
         }
         self.restricted
-            .push((ns.baseline.clone(), refusal(ns, &what(), rule)));
+            .push((entry.baseline.clone(), refusal(entry, &what(), rule)));
         false
     }
 
     /// Record a violation of the current rule; `severity` replaces the
-    /// rule's default (HostPathMount grades by path), overrides still win.
+    /// rule's default (HostPathMount grades by path). Waivers and
+    /// overrides of the matched entries are weighed here, against the
+    /// violation's gate, so what is refused is recorded by the same code
+    /// that keeps the violation.
     pub fn push(
         &mut self,
         severity: Option<Severity>,
@@ -212,23 +222,26 @@ impl<'a> Finder<'a> {
             debug_assert!(false, "Finder::push outside Finder::check");
             return;
         };
-        let mut severity = severity_before_namespace(rule, severity, self.settings, self.cluster);
-        if let Some(ns) = self.namespace {
-            let relaxable = namespace_may_relax(rule, severity);
-            if ns.waive.contains(&rule) {
-                if relaxable {
+        let base = base_severity(rule, severity, self.settings);
+        let gate = gate(rule, base, [self.cluster, self.namespace]);
+        let mut severity = base;
+        for e in [self.cluster, self.namespace].into_iter().flatten() {
+            if e.waive.contains(&rule) {
+                if may_relax(e, rule, gate, self.ns) {
                     return;
                 }
-                let why = refusal(ns, &format!("waive {rule}"), rule);
-                self.restricted.push((ns.baseline.clone(), why));
+                let why = refusal(e, &format!("waive {rule}"), rule);
+                self.restricted.push((e.baseline.clone(), why));
             }
-            if let Some(s) = ns.severity_overrides.get(&rule).copied() {
-                if s >= severity || relaxable {
+        }
+        for e in [self.cluster, self.namespace].into_iter().flatten() {
+            if let Some(s) = e.severity_overrides.get(&rule).copied() {
+                if s >= severity || may_relax(e, rule, gate, self.ns) {
                     severity = s;
                 } else {
                     let what = format!("severityOverrides {rule}: {s}");
-                    let why = refusal(ns, &what, rule);
-                    self.restricted.push((ns.baseline.clone(), why));
+                    let why = refusal(e, &what, rule);
+                    self.restricted.push((e.baseline.clone(), why));
                 }
             }
         }

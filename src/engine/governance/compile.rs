@@ -12,7 +12,6 @@ use crate::api::{
     ApprovedCommand, ApprovedEntry, ClusterCronJobBaseline, CronJobBaseline, Enforcement, Rule,
     Severity, Unapproved, reasons,
 };
-use crate::engine::Settings;
 use crate::engine::normalize::{
     Glob, ImagePattern, normalize_schedule, parse_duration, parse_existing_schedule,
 };
@@ -105,9 +104,28 @@ pub struct CompiledEntry {
     pub waive: BTreeSet<Rule>,
     pub severity_overrides: BTreeMap<Rule, Severity>,
     pub enforcement: Enforcement,
+    /// Cluster tier: the namespaces the entry applies in, sorted; empty =
+    /// every namespace its baseline governs (SPEC 2.1).
+    pub namespaces: Vec<String>,
 }
 
 impl CompiledEntry {
+    /// Whether the entry takes part in matching in namespace `ns`.
+    pub fn applies_in(&self, ns: &str) -> bool {
+        self.namespaces.is_empty()
+            || self
+                .namespaces
+                .binary_search_by(|n| n.as_str().cmp(ns))
+                .is_ok()
+    }
+
+    /// Whether the entry names `ns` in `namespaces`: a scoped exception
+    /// there, which may relax violations above medium and replaces the
+    /// cluster tier's other guardrails (SPEC 2.2).
+    pub fn scoped_to(&self, ns: &str) -> bool {
+        self.tier == Tier::Cluster && !self.namespaces.is_empty() && self.applies_in(ns)
+    }
+
     /// `ns/baseline[i] (name x)`, formatted only when a message needs it.
     pub fn label(&self) -> EntryLabel<'_> {
         EntryLabel(self)
@@ -155,9 +173,6 @@ pub struct CompiledBaseline {
     /// Entries as declared (valid or not), for status.
     pub declared_entries: usize,
     pub problems: Vec<Problem>,
-    /// Relaxations of a namespace baseline that are never honoured
-    /// (SPEC 2.2), named by entry and rule; reported as Restricted=True.
-    pub restricted: Vec<String>,
 }
 
 /// What compile reads of either baseline kind.
@@ -229,7 +244,7 @@ fn entry_name(base: &str, i: usize, e: &ApprovedEntry) -> String {
 
 /// Compile one baseline. Invalid entries are left out and named in
 /// `problems` (they approve nothing: fail closed); the rest keep working.
-pub fn compile(b: BaselineSource, settings: &Settings) -> CompiledBaseline {
+pub fn compile(b: BaselineSource) -> CompiledBaseline {
     let key = baseline_key(b.tier, b.namespace, b.name);
     let mut problems = Vec::new();
     let mut selector_invalid = false;
@@ -250,15 +265,9 @@ pub fn compile(b: BaselineSource, settings: &Settings) -> CompiledBaseline {
         },
     };
     let mut entries = Vec::new();
-    let mut restricted = Vec::new();
     for (i, e) in b.approved.iter().enumerate() {
         match compile_entry(&key, b.tier, i, e, b.enforcement) {
-            Ok(c) => {
-                if b.tier == Tier::Namespace {
-                    restricted.extend(super::relax::never_honoured(&c, settings));
-                }
-                entries.push(c)
-            }
+            Ok(c) => entries.push(c),
             Err(p) => problems.push(p),
         }
     }
@@ -284,7 +293,6 @@ pub fn compile(b: BaselineSource, settings: &Settings) -> CompiledBaseline {
         entries,
         declared_entries: b.approved.len(),
         problems,
-        restricted,
     }
 }
 
@@ -365,6 +373,21 @@ fn compile_entry(
         ));
     }
     let waive: BTreeSet<Rule> = e.waive.iter().copied().collect();
+    let mut namespaces = e.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    if tier == Tier::Namespace && !namespaces.is_empty() {
+        return Err(bad(
+            reasons::INVALID_ENTRY,
+            "namespaces is only allowed on ClusterCronJobBaseline entries (a CronJobBaseline governs its own namespace)".into(),
+        ));
+    }
+    if let Some(n) = namespaces.iter().find(|n| !is_dns_label(n)) {
+        return Err(bad(
+            reasons::INVALID_ENTRY,
+            format!("namespaces: {n:?} is not a namespace name"),
+        ));
+    }
     let severity_overrides = e.severity_overrides.clone();
     if let Some(h) = &e.template_hash {
         let ok = h
@@ -396,5 +419,16 @@ fn compile_entry(
         waive,
         severity_overrides,
         enforcement,
+        namespaces,
     })
+}
+
+/// A namespace name as the API server accepts it (RFC 1123 label).
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }

@@ -31,7 +31,9 @@ pub struct BaselineReport {
     pub matched_cronjobs: usize,
     pub open_findings: usize,
     pub problems: Vec<Problem>,
-    /// Relaxations not honoured (SPEC 2.2), sorted and unique.
+    /// Relaxations not honoured (SPEC 2.2), sorted and unique: exactly
+    /// those the evaluation refused, found by the same code that decides
+    /// the findings ([`crate::engine::verdict::Finder`]).
     pub restricted: Vec<String>,
 }
 
@@ -122,20 +124,11 @@ pub fn aggregate<'a>(
             matched_cronjobs: matched.get(b.key.as_str()).copied().unwrap_or(0),
             open_findings: open.get(b.key.as_str()).copied().unwrap_or(0),
             problems: b.problems.clone(),
-            restricted: b
-                .restricted
-                .iter()
-                .map(String::as_str)
-                .chain(
-                    restricted
-                        .get(b.key.as_str())
-                        .into_iter()
-                        .flatten()
-                        .copied(),
-                )
-                .collect::<BTreeSet<&str>>()
+            restricted: restricted
+                .get(b.key.as_str())
                 .into_iter()
-                .map(str::to_owned)
+                .flatten()
+                .map(|m| (*m).to_owned())
                 .collect(),
         })
         .collect()

@@ -1,79 +1,81 @@
-//! What a namespace baseline may relax (SPEC 2.2). Relaxations — `waive`,
-//! a `minInterval` below the HighFrequencySchedule threshold, and
-//! `severityOverrides` that lower a severity — are honoured from the
-//! cluster tier for any rule. From the namespace tier only for heuristics
-//! the catalogue marks relaxable and whose severity, after the controller
-//! settings and the cluster tier's overrides, is medium or lower; a
-//! namespace override may always raise. Anything else is ignored and
-//! reported on the baseline (Restricted=True), never silently dropped.
+//! What a baseline entry may relax (SPEC 2.2, as of 2026-12-07).
+//!
+//! Relaxations are `waive`, a `minInterval` below the HighFrequencySchedule
+//! threshold, and `severityOverrides` that lower a severity. Each is
+//! weighed per violation against its **gate**: the violation's own severity
+//! (graded, like hostPath `/`, or the rule's default) after the controller
+//! settings, raised — never lowered — by the matched entries' overrides. A
+//! lowered severity never unlocks a further relaxation: a cluster override
+//! `HostPathMount: medium` does not make a namespace waiver of that
+//! violation count.
+//!
+//! - At a gate of medium or lower, any matched entry may relax (the
+//!   namespace tier only rules the catalogue marks relaxable; SPEC 2.2
+//!   also says a namespace override "may only raise": we honour a team's
+//!   lowering exactly where its waiver would be, the stronger relaxation,
+//!   as before, and refuse it everywhere else).
+//! - Above medium, only a cluster-tier entry that names the CronJob's
+//!   namespace in `namespaces`. A CronJob's name and labels are written by
+//!   whoever writes the CronJob, so an entry matched by `name`,
+//!   `namePattern` or `selector` alone must not hand a tenant the
+//!   platform's exemptions.
+//!
+//! A relaxation not honoured is reported on the baseline that asked for it
+//! (Restricted=True), by the same [`Finder`](crate::engine::verdict::Finder)
+//! call that kept the violation, so the report says exactly what the
+//! evaluation did not honour.
 
-use super::CompiledEntry;
+use super::{CompiledEntry, Tier};
 use crate::api::{Rule, Severity};
 use crate::engine::Settings;
-use crate::engine::normalize::format_duration;
 
-/// The highest severity a namespace baseline may relax.
-pub const NAMESPACE_RELAX_CEILING: Severity = Severity::Medium;
+/// The highest gate any entry may relax without naming its namespaces.
+pub const RELAX_CEILING: Severity = Severity::Medium;
 
-/// The severity of a violation before any namespace-tier relaxation: its
-/// own (or the rule's default), then the controller settings, then the
-/// matched cluster-tier entry.
-pub fn severity_before_namespace(
-    rule: Rule,
-    given: Option<Severity>,
-    settings: &Settings,
-    cluster: Option<&CompiledEntry>,
-) -> Severity {
-    cluster
-        .and_then(|e| e.severity_overrides.get(&rule))
-        .or_else(|| settings.severity_overrides.get(&rule))
+/// A violation's severity before any baseline: its own (or the rule's
+/// default), then the controller settings.
+pub fn base_severity(rule: Rule, given: Option<Severity>, settings: &Settings) -> Severity {
+    settings
+        .severity_overrides
+        .get(&rule)
         .copied()
         .or(given)
         .unwrap_or_else(|| rule.default_severity())
 }
 
-/// Whether a namespace baseline may relax `rule` at this severity.
-pub fn namespace_may_relax(rule: Rule, severity: Severity) -> bool {
-    rule.info().namespace_may_relax && severity <= NAMESPACE_RELAX_CEILING
+/// The severity relaxations are weighed against: `base` raised by any
+/// matched entry's override of `rule` that raises it (lowerings ignored).
+pub fn gate(rule: Rule, base: Severity, entries: [Option<&CompiledEntry>; 2]) -> Severity {
+    entries
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.severity_overrides.get(&rule).copied())
+        .fold(base, Severity::max)
 }
 
-/// Why a namespace-tier relaxation is not honoured, for Restricted.
-/// It does not name the severity met: one message per entry and
-/// relaxation, whatever violation it met, so the report does not churn.
+/// Whether `entry`, matched by a CronJob in namespace `ns`, may relax a
+/// violation of `rule` whose gate is `gate` (waive it, lower it, or loosen
+/// its minInterval).
+pub fn may_relax(entry: &CompiledEntry, rule: Rule, gate: Severity, ns: &str) -> bool {
+    match entry.tier {
+        Tier::Cluster => gate <= RELAX_CEILING || entry.scoped_to(ns),
+        Tier::Namespace => rule.info().namespace_may_relax && gate <= RELAX_CEILING,
+    }
+}
+
+/// Why a relaxation of `entry` is not honoured, for Restricted. One
+/// message per entry and relaxation, whatever violation or namespace it
+/// met, so the report does not churn.
 pub fn refusal(entry: &CompiledEntry, what: &str, rule: Rule) -> String {
-    let why = if rule.info().namespace_may_relax {
-        format!("{rule} is above {NAMESPACE_RELAX_CEILING} here")
-    } else {
-        format!("only the cluster tier may relax {rule}")
+    let why = match entry.tier {
+        Tier::Namespace if !rule.info().namespace_may_relax => {
+            format!("only the cluster tier may relax {rule}")
+        }
+        Tier::Namespace => format!("{rule} is above {RELAX_CEILING} here"),
+        Tier::Cluster => format!(
+            "{rule} is above {RELAX_CEILING} here, and only an entry that names the CronJob's \
+             namespace in `namespaces` may relax it"
+        ),
     };
     format!("{}: {what} is not honoured ({why})", entry.label())
-}
-
-/// The relaxations of a namespace-tier entry that no CronJob can ever get
-/// under these settings (before any cluster-tier override is known).
-/// Relaxations refused only because of a cluster entry are found during
-/// evaluation and reported the same way.
-pub fn never_honoured(e: &CompiledEntry, settings: &Settings) -> Vec<String> {
-    let sev = |r: Rule| severity_before_namespace(r, None, settings, None);
-    let mut out = Vec::new();
-    for r in &e.waive {
-        if !namespace_may_relax(*r, sev(*r)) {
-            out.push(refusal(e, &format!("waive {r}"), *r));
-        }
-    }
-    for (r, s) in &e.severity_overrides {
-        if *s < sev(*r) && !namespace_may_relax(*r, sev(*r)) {
-            out.push(refusal(e, &format!("severityOverrides {r}: {s}"), *r));
-        }
-    }
-    if let Some(min) = e.min_interval
-        && min < settings.min_interval
-    {
-        let hfs = Rule::HighFrequencySchedule;
-        if !namespace_may_relax(hfs, sev(hfs)) {
-            let what = format!("minInterval {}", format_duration(min));
-            out.push(refusal(e, &what, hfs));
-        }
-    }
-    out
 }

@@ -117,6 +117,14 @@ fn selected(labels: &BTreeMap<String, String>, want: &BTreeMap<String, String>) 
 }
 
 impl OfflineRbac {
+    /// Roles, ClusterRoles and both kinds of binding held.
+    pub fn len(&self) -> usize {
+        self.roles.len()
+            + self.cluster_roles.len()
+            + self.role_bindings.len()
+            + self.cluster_role_bindings.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
             && self.cluster_roles.is_empty()

@@ -42,14 +42,18 @@ pub fn not_in_baseline(cj: &CronJobView, pool: &Pool, f: &mut Finder) {
 
 /// Required name entries with no live CronJob, per tier; only the entry
 /// that would win the match speaks, and both tiers' verdicts on one name
-/// share its finding.
+/// share its finding. Returns the findings and the relaxations refused on
+/// the way (baseline key, message), as [`Engine::evaluate_cronjob`] does.
+///
+/// [`Engine::evaluate_cronjob`]: crate::engine::Engine
 pub fn missing_required(
     ns: &str,
     cronjobs: &[&CronJobView],
     tiers: &Tiers,
     settings: &Settings,
-) -> Vec<DesiredFinding> {
+) -> (Vec<DesiredFinding>, Vec<(String, String)>) {
     let mut out: BTreeMap<&str, DesiredFinding> = BTreeMap::new();
+    let mut refused = Vec::new();
     for pool in tiers.pools() {
         for b in &pool.baselines {
             for e in &b.entries {
@@ -70,7 +74,7 @@ pub fn missing_required(
                     Tier::Cluster => [Some(e), None],
                     Tier::Namespace => [None, Some(e)],
                 };
-                let mut finder = Finder::new(matched, settings);
+                let mut finder = Finder::new(matched, settings, ns);
                 finder.source(Source::Entry(e));
                 finder.check(Rule::ApprovedCronJobMissing, |f| {
                     f.push(
@@ -84,7 +88,8 @@ pub fn missing_required(
                         "<missing>",
                     )
                 });
-                let (violations, _) = finder.finish();
+                let (violations, restricted) = finder.finish();
+                refused.extend(restricted);
                 if violations.is_empty() {
                     continue;
                 }
@@ -109,7 +114,7 @@ pub fn missing_required(
             }
         }
     }
-    out.into_values().collect()
+    (out.into_values().collect(), refused)
 }
 
 /// Every image (containers, initContainers) matches a pattern,

@@ -51,6 +51,13 @@ pub const CONSTRAINTS: &[(Rule, Constraint)] = &[
     (Rule::DeployPathNotApproved, baseline::deploy_path),
 ];
 
+/// What every other matched cluster-tier entry still checks beside the
+/// approval (SPEC 2.2): its `images`, `requireDigest` and `minInterval`.
+pub const GUARDRAILS: &[(Rule, Constraint)] = &[
+    (Rule::ScheduleNotApproved, schedule::min_interval),
+    (Rule::ImageNotApproved, baseline::images),
+];
+
 impl Engine {
     /// Every rule on one CronJob: the baseline rules of each governing tier
     /// against the entry it matched there, then the heuristics once.
@@ -68,7 +75,7 @@ impl Engine {
             cluster: matched[0],
             namespace: matched[1],
         };
-        let mut f = Finder::new(matched, &self.settings);
+        let mut f = Finder::new(matched, &self.settings, &cj.namespace);
         for (pool, entry) in tiers.pools().into_iter().zip(matched) {
             match entry {
                 None if pool.governed() && !pool.ignore_unapproved => {
@@ -81,6 +88,12 @@ impl Engine {
                     }
                 }
                 None => {}
+            }
+        }
+        for g in tiers.guardrails(cj, matched) {
+            f.source(Source::Entry(g));
+            for (rule, check) in GUARDRAILS {
+                f.check(*rule, |f| check(&ctx, g, f));
             }
         }
         f.source(Source::Heuristic);

@@ -65,6 +65,13 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
             );
         }
     }
+    min_interval(ctx, e, f);
+}
+
+/// No more frequent than the entry's minInterval: part of an approval, and
+/// a guardrail that every matched cluster-tier entry keeps (SPEC 2.2).
+pub fn min_interval(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
+    let cj = ctx.cj;
     if let Some(min) = e.min_interval
         && let Some((gap, why)) = smallest_gap(ctx)
         && gap < min
@@ -72,9 +79,10 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
         f.push(
             None,
             format!(
-                "{}, more often than the minInterval {} of {approved_by}",
+                "{}, more often than the minInterval {} of {}",
                 fires_every(&cj.schedule, gap, why.as_deref()),
-                format_duration(min)
+                format_duration(min),
+                e.label()
             ),
             "spec.schedule".into(),
             format!(">= {} between runs", format_duration(min)),
@@ -85,19 +93,19 @@ pub fn approved(ctx: &Ctx, e: &CompiledEntry, f: &mut Finder) {
 
 /// The smallest gap between firings is under the threshold: the global
 /// one, replaced by the cluster-tier entry's minInterval, then by the
-/// namespace-tier entry's when that is stricter, or looser where the
-/// namespace tier may relax this rule (SPEC 2.2).
+/// namespace-tier entry's, each where it is stricter, or looser where that
+/// entry may relax this rule (SPEC 2.2; a refusal is reported).
+/// Guardrail entries never loosen it.
 pub fn high_frequency(ctx: &Ctx, f: &mut Finder) {
     let cj = ctx.cj;
-    let mut threshold = ctx
-        .cluster
-        .and_then(|e| e.min_interval)
-        .unwrap_or(ctx.engine.settings.min_interval);
-    if let Some(min) = ctx.namespace.and_then(|e| e.min_interval)
-        && (min >= threshold
-            || f.namespace_may_relax(|| format!("minInterval {}", format_duration(min))))
-    {
-        threshold = min;
+    let mut threshold = ctx.engine.settings.min_interval;
+    for e in [ctx.cluster, ctx.namespace].into_iter().flatten() {
+        if let Some(min) = e.min_interval
+            && (min >= threshold
+                || f.may_relax(e, || format!("minInterval {}", format_duration(min))))
+        {
+            threshold = min;
+        }
     }
     if let Some((gap, why)) = smallest_gap(ctx)
         && gap < threshold
