@@ -76,7 +76,7 @@ fn scan_file(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.bench_function("file_10k_cronjobs", |b| {
         b.iter(|| {
-            let r = cronwarden::scan::scan_paths(&engine, std::slice::from_ref(&path));
+            let r = cronwarden::scan::scan_paths(&engine, std::slice::from_ref(&path), &[]);
             assert!(r.errors.is_empty());
             black_box(r.evaluation.findings.len())
         })

@@ -114,6 +114,12 @@ pub struct ScanArgs {
     /// Files or folders (recursive *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Take baselines, Namespaces and RBAC objects from these files or
+    /// folders only (repeatable). For CI: the scanned paths are the change
+    /// under review, and a baseline inside them must not approve itself;
+    /// those found there are ignored and counted in the summary.
+    #[arg(long = "baselines")]
+    pub baselines: Vec<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
 }

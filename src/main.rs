@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let result = scan::scan_paths(&engine, &args.paths);
+            let result = scan::scan_paths(&engine, &args.paths, &args.baselines);
             let now = Time(k8s_openapi::jiff::Timestamp::now());
             print_out(&scan::render(&result, args.report.output, &now));
             for e in &result.errors {

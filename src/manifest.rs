@@ -27,6 +27,19 @@ pub struct Loaded {
     pub baseline_sources: BTreeMap<String, Source>,
     pub errors: Vec<InputError>,
     pub files_read: usize,
+    /// Objects of the scanned input left out because `--baselines` gave
+    /// the trusted ones (SPEC 8).
+    pub ignored: Ignored,
+}
+
+/// What `scan --baselines` left out of the scanned input: in CI the
+/// scanned folder is the change under review, and a baseline, Namespace or
+/// RBAC object inside it must not approve (or relabel, or empower) itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    pub baselines: usize,
+    pub namespaces: usize,
+    pub rbac: usize,
 }
 
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
@@ -106,6 +119,27 @@ impl Loaded {
             }
         }
         loaded
+    }
+
+    /// Take baselines, Namespaces and RBAC objects from `trusted` only
+    /// (`scan --baselines`): those of this input are dropped and counted in
+    /// [`Loaded::ignored`]. Problems of both are kept (bad input is bad
+    /// input wherever it is).
+    pub fn with_trusted(mut self, trusted: Loaded) -> Loaded {
+        let inv = &mut self.inventory;
+        self.ignored = Ignored {
+            baselines: inv.baselines.len() + inv.cluster_baselines.len(),
+            namespaces: inv.namespaces.len(),
+            rbac: inv.rbac.len(),
+        };
+        inv.baselines = trusted.inventory.baselines;
+        inv.cluster_baselines = trusted.inventory.cluster_baselines;
+        inv.namespaces = trusted.inventory.namespaces;
+        inv.rbac = trusted.inventory.rbac;
+        self.baseline_sources = trusted.baseline_sources;
+        self.errors.extend(trusted.errors);
+        self.files_read += trusted.files_read;
+        self
     }
 
     /// Add one file's text (YAML or JSON, one or more documents).

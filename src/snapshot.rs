@@ -145,8 +145,13 @@ fn entry(cj: &CronJobView, opts: &SnapshotOptions) -> ApprovedEntry {
 
 /// The same approvals as ClusterCronJobBaselines (`--cluster`), for the
 /// platform tier: one per namespace, named `<name>-<namespace>`, selecting
-/// that namespace by its `kubernetes.io/metadata.name` label (entries match
-/// by CronJob name, so each keeps to the namespace it was taken from).
+/// that namespace by its `kubernetes.io/metadata.name` label, and each
+/// entry naming it in `namespaces` (SPEC 2.2): a snapshot learns what runs
+/// where, so the approval of `backup` in `payments` must never match a
+/// CronJob a tenant names `backup` elsewhere, even if the selector is later
+/// widened or the entries copied into a shared baseline. Such an entry is
+/// a scoped exception: in its namespace it replaces the cluster tier's
+/// other guardrails, which is what approving the CronJob as found means.
 pub fn to_cluster(baselines: Vec<CronJobBaseline>) -> Vec<ClusterCronJobBaseline> {
     baselines
         .into_iter()
@@ -161,13 +166,21 @@ pub fn to_cluster(baselines: Vec<CronJobBaseline>) -> Vec<ClusterCronJobBaseline
                     namespace_selector: Some(LabelSelector {
                         match_labels: Some(BTreeMap::from([(
                             "kubernetes.io/metadata.name".to_owned(),
-                            ns,
+                            ns.clone(),
                         )])),
                         ..Default::default()
                     }),
                     unapproved: b.spec.unapproved,
                     enforcement: b.spec.enforcement,
-                    approved: b.spec.approved,
+                    approved: b
+                        .spec
+                        .approved
+                        .into_iter()
+                        .map(|e| ApprovedEntry {
+                            namespaces: vec![ns.clone()],
+                            ..e
+                        })
+                        .collect(),
                 },
                 status: None,
             }

@@ -58,7 +58,7 @@ fn crds_in_repo_match_the_types() {
 #[test]
 fn golden_outputs_for_the_samples() {
     let engine = Engine::new(Settings::default()).unwrap();
-    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    let result = scan_paths(&engine, &[root().join("config/samples")], &[]);
     assert!(result.errors.is_empty(), "{:?}", result.errors);
     for (format, file) in [
         (Format::Table, "samples.table.txt"),
@@ -76,7 +76,7 @@ fn golden_outputs_for_the_samples() {
 #[test]
 fn yaml_output_parses_back_into_findings() {
     let engine = Engine::new(Settings::default()).unwrap();
-    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    let result = scan_paths(&engine, &[root().join("config/samples")], &[]);
     let text = render(&result, Format::Yaml, &fixed_now());
     let docs: Vec<CronJobFinding> = serde_saphyr::from_multiple(&text).unwrap();
     assert_eq!(docs.len(), result.evaluation.findings.len());
@@ -316,7 +316,7 @@ fn openreports_output_is_one_report_per_namespace() {
     assert_eq!(out.status.code(), Some(1), "findings in the samples");
     let text = String::from_utf8(out.stdout).unwrap();
     let engine = Engine::new(Settings::default()).unwrap();
-    let result = scan_paths(&engine, &[root().join("config/samples")]);
+    let result = scan_paths(&engine, &[root().join("config/samples")], &[]);
     let mut namespaces: Vec<&str> = result
         .evaluation
         .findings
@@ -369,4 +369,215 @@ fn openreports_output_is_one_report_per_namespace() {
         results += rs.len();
     }
     assert_eq!(results, violations);
+}
+
+/// `scan --baselines` (SPEC 8): in CI the scanned folder is the change
+/// under review. A ClusterCronJobBaseline added to it that approves
+/// everything must not turn exit 1 into exit 0, nor may a Namespace in it
+/// relabel a namespace out of the platform's selector.
+#[test]
+fn a_baseline_in_the_scanned_change_cannot_approve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = temp_file(
+        dir.path(),
+        "platform.yaml",
+        r#"apiVersion: cronwarden.io/v1alpha1
+kind: ClusterCronJobBaseline
+metadata: {name: platform}
+spec:
+  namespaceSelector: {matchLabels: {tier: prod}}
+  approved:
+    - namePattern: "*"
+      images: ["registry.corp.example/*"]
+      requireDigest: true
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {tier: prod}}
+"#,
+    );
+    let change = dir.path().join("change");
+    std::fs::create_dir(&change).unwrap();
+    temp_file(
+        &change,
+        "cronjob.yaml",
+        r#"apiVersion: batch/v1
+kind: CronJob
+metadata: {name: sync, namespace: shop}
+spec:
+  schedule: "0 2 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: main, image: "ghcr.io/evil/tool:1"}]
+"#,
+    );
+    let change_path = change.to_str().unwrap().to_owned();
+    // Without the trojan baseline: the platform's guardrail fires.
+    let out = cronwarden(&["scan", &change_path, "--baselines", &platform]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    temp_file(
+        &change,
+        "approve-everything.yaml",
+        r#"apiVersion: cronwarden.io/v1alpha1
+kind: ClusterCronJobBaseline
+metadata: {name: aa-approve}
+spec:
+  approved:
+    - namePattern: "*"
+      namespaces: [shop]
+      waive: [HostPathMount, PrivilegedJobTemplate, SuspiciousCommand]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {tier: dev}}
+"#,
+    );
+    // Scanned as one folder, the change approves itself (and relabels
+    // the namespace out of the platform's selector): the trap.
+    let out = cronwarden(&["scan", &platform, &change_path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // With --baselines, both are ignored and counted; exit 1 stays.
+    let out = cronwarden(&["scan", &change_path, "--baselines", &platform]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ImageNotApproved"), "{stdout}");
+    assert!(
+        stdout.contains("scanned 1 CronJob and 1 baseline:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "ignored in the scanned input (--baselines gives them): 1 baseline, 1 Namespace, 0 RBAC objects"
+        ),
+        "{stdout}"
+    );
+    // Repeatable; bad input in a --baselines path is still bad input.
+    let broken = temp_file(dir.path(), "broken.yaml", "kind: [\n");
+    let out = cronwarden(&[
+        "scan",
+        &change_path,
+        "--baselines",
+        &platform,
+        "--baselines",
+        &broken,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.yaml"));
+}
+
+/// `baseline snapshot --cluster` (SPEC 8): every entry names the namespace
+/// its CronJob was seen in, so the approval of `sync` in one namespace can
+/// never be borrowed by a CronJob named `sync` in another.
+#[test]
+fn a_cluster_snapshot_scopes_each_entry_to_its_namespace() {
+    let out = cronwarden(&["baseline", "snapshot", "--cluster", "config/samples"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut entries = 0;
+    for doc in cronwarden::manifest::split_documents(&text) {
+        let b: cronwarden::api::ClusterCronJobBaseline = serde_saphyr::from_str(doc.1).unwrap();
+        let ns = b
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .strip_prefix("snapshot-")
+            .unwrap()
+            .to_owned();
+        for e in &b.spec.approved {
+            assert_eq!(e.namespaces, vec![ns.clone()], "{e:?}");
+            entries += 1;
+        }
+    }
+    assert!(entries > 3, "{text}");
+    // Merged into one baseline governing every namespace, the entries of
+    // `payments` do not approve a namesake in a tenant namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = temp_file(
+        dir.path(),
+        "snap.yaml",
+        &text.replace("namespaceSelector:", "x-unused:"),
+    );
+    let tenant = temp_file(
+        dir.path(),
+        "tenant.yaml",
+        &std::fs::read_to_string(root().join("config/samples/20-cronjobs-payments.yaml"))
+            .unwrap()
+            .replace("namespace: payments", "namespace: tenant"),
+    );
+    let out = cronwarden(&["scan", "-o", "json", &tenant, "--baselines", &snap]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for item in items {
+        let rules: Vec<&str> = item["status"]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["rule"].as_str().unwrap())
+            .collect();
+        assert!(rules.contains(&"NotInBaseline"), "{item}");
+    }
+}
+
+/// The settings `config/` ships are settings the binary accepts (SPEC 9):
+/// the Deployment's args, and the ConfigMap's `config.yaml` at the path
+/// they name, parsed and resolved exactly as `cronwarden run` does.
+#[test]
+fn the_shipped_settings_are_accepted_by_the_binary() {
+    use clap::{CommandFactory, FromArgMatches};
+    use cronwarden::cli::{Cli, Command as Sub};
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).unwrap();
+    let configmap: serde_json::Value =
+        serde_saphyr::from_str(&read("config/manager/config.yaml")).unwrap();
+    let data = configmap["data"]["config.yaml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = temp_file(dir.path(), "config.yaml", data);
+    let manager = read("config/manager/manager.yaml");
+    let deployment: serde_json::Value = cronwarden::manifest::split_documents(&manager)
+        .into_iter()
+        .map(|(_, d)| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
+        .find(|d| d["kind"] == "Deployment")
+        .expect("config/manager/manager.yaml holds the Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["cronwarden".to_owned()];
+    for a in container["args"].as_array().unwrap() {
+        let a = a.as_str().unwrap();
+        argv.push(if a == "/etc/cronwarden/config.yaml" {
+            config.clone()
+        } else {
+            a.to_owned()
+        });
+    }
+    // The ConfigMap is mounted where the args say.
+    let mounts = container["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/cronwarden"), "{mounts}");
+    let matches = Cli::command()
+        .try_get_matches_from(&argv)
+        .expect("the Deployment's args parse");
+    let cli = Cli::from_arg_matches(&matches).unwrap();
+    let Sub::Run(args) = cli.command else {
+        panic!("the Deployment runs `cronwarden run`")
+    };
+    let sub = matches.subcommand_matches("run").unwrap();
+    if let Err(e) = args.resolve(sub) {
+        panic!("config/manager/config.yaml is rejected by the binary: {e}");
+    }
 }

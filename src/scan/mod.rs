@@ -68,8 +68,15 @@ impl ScanResult {
     }
 }
 
-pub fn scan_paths(engine: &Engine, paths: &[PathBuf]) -> ScanResult {
-    scan_loaded(engine, Loaded::read_paths(paths))
+/// Scan `paths`; with `baselines` (SPEC 8, `--baselines`), baselines,
+/// Namespaces and RBAC objects come from there alone and those in `paths`
+/// are ignored and counted.
+pub fn scan_paths(engine: &Engine, paths: &[PathBuf], baselines: &[PathBuf]) -> ScanResult {
+    let mut loaded = Loaded::read_paths(paths);
+    if !baselines.is_empty() {
+        loaded = loaded.with_trusted(Loaded::read_paths(baselines));
+    }
+    scan_loaded(engine, loaded)
 }
 
 pub fn scan_loaded(engine: &Engine, loaded: Loaded) -> ScanResult {

@@ -182,6 +182,16 @@ fn table(result: &ScanResult) -> String {
         ),
         findings_summary(&result.evaluation.findings),
     );
+    let ig = result.loaded.ignored;
+    if ig != Default::default() {
+        let _ = writeln!(
+            out,
+            "ignored in the scanned input (--baselines gives them): {}, {}, {}",
+            plural(ig.baselines, "baseline", "baselines"),
+            plural(ig.namespaces, "Namespace", "Namespaces"),
+            plural(ig.rbac, "RBAC object", "RBAC objects"),
+        );
+    }
     for b in &result.evaluation.baselines {
         for p in &b.problems {
             let _ = writeln!(out, "baseline {}: {} ({})", b.key(), p.message, p.reason);
