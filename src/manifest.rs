@@ -40,6 +40,10 @@ pub struct Ignored {
     pub baselines: usize,
     pub namespaces: usize,
     pub rbac: usize,
+    /// CronJobs and Jobs found in the `--baselines` paths: not scanned
+    /// there (the scanned paths are the input), but counted, never
+    /// dropped silently.
+    pub workloads_in_baselines: usize,
 }
 
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
@@ -131,6 +135,7 @@ impl Loaded {
             baselines: inv.baselines.len() + inv.cluster_baselines.len(),
             namespaces: inv.namespaces.len(),
             rbac: inv.rbac.len(),
+            workloads_in_baselines: trusted.inventory.cronjobs.len() + trusted.inventory.jobs.len(),
         };
         inv.baselines = trusted.inventory.baselines;
         inv.cluster_baselines = trusted.inventory.cluster_baselines;

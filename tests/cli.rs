@@ -464,6 +464,13 @@ metadata: {name: shop, labels: {tier: dev}}
         ),
         "{stdout}"
     );
+    // A CronJob in a --baselines path is not scanned, and said so.
+    let out = cronwarden(&["scan", &platform, "--baselines", &change_path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("not scanned: 1 CronJob or Job in the --baselines paths"),
+        "{stdout}"
+    );
     // Repeatable; bad input in a --baselines path is still bad input.
     let broken = temp_file(dir.path(), "broken.yaml", "kind: [\n");
     let out = cronwarden(&[

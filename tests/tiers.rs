@@ -680,6 +680,48 @@ fn a_tenant_cannot_borrow_by_label_and_stack_its_own_waiver() {
 }
 
 #[test]
+fn a_guardrail_raise_is_not_shed_by_matching_a_more_specific_entry() {
+    // The platform raises HighFrequencySchedule and ImageNotApproved for
+    // everything; a tenant names its CronJob after an unscoped exception
+    // and waives HighFrequencySchedule itself.
+    let platform = cluster_baseline(
+        "platform",
+        None,
+        json!([
+            {"namePattern": "*", "images": ["registry.corp.example/*"],
+             "severityOverrides": {"HighFrequencySchedule": "high", "ImageNotApproved": "critical"}},
+            {"name": "legacy-exporter", "waive": ["MutableImageReference"]},
+        ]),
+    );
+    let tenant = baseline(
+        "team",
+        "own",
+        json!([{"namePattern": "*", "minInterval": "0s", "waive": ["HighFrequencySchedule"]}]),
+    );
+    for name in ["poller", "legacy-exporter"] {
+        let mut cj = with(cronjob("team", name), "/spec/schedule", json!("* * * * *"));
+        set(
+            &mut cj,
+            &format!("{POD}/containers/0/image"),
+            json!("docker.io/evil/x:1"),
+        );
+        let e = evaluate(&[platform.clone(), tenant.clone(), cj]);
+        let v = severities(&e, "team", name);
+        assert!(
+            v.contains(&(Rule::HighFrequencySchedule, Severity::High)),
+            "{name}: {v:?}"
+        );
+        assert!(
+            v.iter()
+                .filter(|x| x.0 == Rule::ImageNotApproved)
+                .all(|x| x.1 == Severity::Critical),
+            "{name}: {v:?}"
+        );
+        assert_eq!(restricted(&e, "team/own").len(), 2, "{name}");
+    }
+}
+
+#[test]
 fn guardrails_of_less_specific_cluster_entries_keep_applying() {
     let platform = cluster_baseline(
         "platform",

@@ -140,6 +140,10 @@ pub struct Finder<'a> {
     settings: &'a Settings,
     /// The subject's namespace: where a scoped cluster entry applies.
     ns: &'a str,
+    /// The cluster tier's other matched entries (guardrails): their
+    /// raising overrides still count, so a tenant who names its CronJob
+    /// after a more specific entry does not shed the platform's raise.
+    guardrails: Vec<&'a CompiledEntry>,
     /// The rule whose check is running; None outside [`Finder::check`].
     rule: Option<Rule>,
     /// What produced the violations pushed now.
@@ -156,11 +160,27 @@ impl<'a> Finder<'a> {
             namespace: matched[1],
             settings,
             ns,
+            guardrails: Vec::new(),
             rule: None,
             source: Source::Heuristic,
             violations: Vec::new(),
             restricted: Vec::new(),
         }
+    }
+
+    /// The guardrails of the subject ([`Tiers::guardrails`]).
+    pub fn with_guardrails(mut self, guardrails: Vec<&'a CompiledEntry>) -> Self {
+        self.guardrails = guardrails;
+        self
+    }
+
+    /// The severity relaxations of `rule` are weighed against.
+    fn gate(&self, rule: Rule, base: Severity) -> Severity {
+        let raised = gate(rule, base, [self.cluster, self.namespace]);
+        self.guardrails
+            .iter()
+            .filter_map(|g| g.severity_overrides.get(&rule).copied())
+            .fold(raised, Severity::max)
     }
 
     /// Attribute the next violations to this entry or tier.
@@ -196,7 +216,7 @@ impl<'a> Finder<'a> {
             return false;
         };
         let base = base_severity(rule, None, self.settings);
-        let gate = gate(rule, base, [self.cluster, self.namespace]);
+        let gate = self.gate(rule, base);
         if may_relax(entry, rule, gate, self.ns) {
             return true;
         }
@@ -223,7 +243,7 @@ impl<'a> Finder<'a> {
             return;
         };
         let base = base_severity(rule, severity, self.settings);
-        let gate = gate(rule, base, [self.cluster, self.namespace]);
+        let gate = self.gate(rule, base);
         let mut severity = base;
         for e in [self.cluster, self.namespace].into_iter().flatten() {
             if e.waive.contains(&rule) {
@@ -243,6 +263,12 @@ impl<'a> Finder<'a> {
                     let why = refusal(e, &what, rule);
                     self.restricted.push((e.baseline.clone(), why));
                 }
+            }
+        }
+        // A guardrail only raises.
+        for g in &self.guardrails {
+            if let Some(s) = g.severity_overrides.get(&rule).copied() {
+                severity = severity.max(s);
             }
         }
         self.violations.push(Violation {

@@ -183,7 +183,18 @@ fn table(result: &ScanResult) -> String {
         findings_summary(&result.evaluation.findings),
     );
     let ig = result.loaded.ignored;
-    if ig != Default::default() {
+    if ig.workloads_in_baselines > 0 {
+        let _ = writeln!(
+            out,
+            "not scanned: {} in the --baselines paths (give them as paths to scan them)",
+            plural(
+                ig.workloads_in_baselines,
+                "CronJob or Job",
+                "CronJobs and Jobs"
+            ),
+        );
+    }
+    if (ig.baselines, ig.namespaces, ig.rbac) != (0, 0, 0) {
         let _ = writeln!(
             out,
             "ignored in the scanned input (--baselines gives them): {}, {}, {}",

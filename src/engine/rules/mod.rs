@@ -75,7 +75,9 @@ impl Engine {
             cluster: matched[0],
             namespace: matched[1],
         };
-        let mut f = Finder::new(matched, &self.settings, &cj.namespace);
+        let guardrails = tiers.guardrails(cj, matched);
+        let mut f =
+            Finder::new(matched, &self.settings, &cj.namespace).with_guardrails(guardrails.clone());
         for (pool, entry) in tiers.pools().into_iter().zip(matched) {
             match entry {
                 None if pool.governed() && !pool.ignore_unapproved => {
@@ -90,7 +92,7 @@ impl Engine {
                 None => {}
             }
         }
-        for g in tiers.guardrails(cj, matched) {
+        for g in guardrails {
             f.source(Source::Entry(g));
             for (rule, check) in GUARDRAILS {
                 f.check(*rule, |f| check(&ctx, g, f));
