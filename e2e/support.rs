@@ -160,6 +160,12 @@ pub fn baseline_yaml(ns: &str, name: &str, entries: &str) -> String {
 
 impl Cluster {
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
+        self.apply_as(yaml, &[])
+    }
+
+    /// `kubectl apply` with `extra` flags, such as `--as=USER` to act as
+    /// an impersonated user.
+    pub fn apply_as(&self, yaml: &str, extra: &[&str]) -> Result<String, String> {
         let path = self.dir.path().join(format!(
             "apply-{}.yaml",
             std::time::SystemTime::now()
@@ -168,7 +174,9 @@ impl Cluster {
                 .as_nanos()
         ));
         std::fs::write(&path, yaml).unwrap();
-        self.kubectl(&["apply", "-f", path.to_str().unwrap()])
+        let mut args = vec!["apply", "-f", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.kubectl(&args)
     }
 
     /// `kubectl auth can-i` as `user`: `resource` may name a subresource

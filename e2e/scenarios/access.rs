@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 
-use super::{NS_ACCESS, NS_TENANT};
+use super::{NS_ACCESS, NS_BORROW, NS_TENANT};
 use crate::harness::Cluster;
 use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, ensure_refused, wait};
 use cronwarden::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
@@ -438,4 +438,187 @@ pub(super) async fn access_model_roles_and_admission(c: &Cluster) -> Result<(), 
         return Err(format!("{e}; namespace conditions: {conditions}"));
     }
     Ok(())
+}
+
+/// SPEC 2.2 (2026-12-07): a tenant (an impersonated namespace admin) who
+/// reads the platform's ClusterCronJobBaseline names and labels its
+/// CronJobs to match each of its entries, and stacks its own waivers: it
+/// keeps every critical and high finding, and the platform's baseline says
+/// which of its relaxations it did not honour.
+pub(super) async fn tenant_cannot_borrow_cluster_exemptions(
+    c: &Cluster,
+    ctl: &Ctl,
+) -> Result<(), String> {
+    c.controller_manager.clone().map_err(|why| {
+        format!("needs a kube-controller-manager (admin aggregates the baseline role): {why}")
+    })?;
+    let ns = NS_BORROW;
+    c.namespace(ns)?;
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "tenant-admin",
+        "--clusterrole=admin",
+        "--user=tenant",
+        "-n",
+        ns,
+    ])?;
+    wait("tenant may write CronJobBaselines", DEADLINE, || async {
+        c.can_i(
+            "tenant",
+            "create",
+            "cronjobbaselines.cronwarden.io",
+            Some(ns),
+        )
+        .ok()?
+        .then_some(())
+    })
+    .await?;
+    // RBAC keeps the tenant out of the cluster tier.
+    let own_cluster = c.apply_as(
+        "apiVersion: cronwarden.io/v1alpha1\nkind: ClusterCronJobBaseline\nmetadata: {name: e2e-tenant-own}\nspec:\n  approved: [{namePattern: \"*\", namespaces: [e2e-borrow], waive: [HostPathMount]}]\n",
+        &["--as=tenant"],
+    );
+    ensure(
+        matches!(&own_cluster, Err(e) if e.contains("forbidden")),
+        format!("a tenant wrote a ClusterCronJobBaseline: {own_cluster:?}"),
+    )?;
+    // The platform's exceptions: unscoped by name, unscoped by label,
+    // and one scoped to kube-system. (A `*` guardrail comes later: a
+    // pattern entry would win the match over the selector.)
+    c.apply(&format!(
+        r#"apiVersion: cronwarden.io/v1alpha1
+kind: ClusterCronJobBaseline
+metadata: {{name: e2e-exemptions}}
+spec:
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+  approved:
+    - name: etcd-snapshot
+      images: ["registry.k8s.io/etcd*"]
+      waive: [HostPathMount, PrivilegedJobTemplate]
+    - selector: {{matchLabels: {{app: log-shipper}}}}
+      severityOverrides: {{HostPathMount: medium, PrivilegedJobTemplate: low}}
+    - name: node-backup
+      namespaces: [kube-system]
+      waive: [HostPathMount, PrivilegedJobTemplate]
+"#
+    ))?;
+    // The tenant stacks its own waivers on each.
+    c.apply_as(
+        &baseline_yaml(
+            ns,
+            "own",
+            "    - name: etcd-snapshot\n      waive: [HostPathMount, PrivilegedJobTemplate]\n    - name: shipper\n      waive: [HostPathMount, PrivilegedJobTemplate]\n    - name: node-backup\n      waive: [HostPathMount, PrivilegedJobTemplate]\n",
+        ),
+        &["--as=tenant"],
+    )?;
+    let privileged_root = |name: &str, labels: &str| {
+        cronjob_yaml(ns, name, "0 3 * * *", "ghcr.io/evil/tool:1", HOST_ROOT).replace(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  labels: {{{labels}}}\n"),
+        ) + "              securityContext: {privileged: true}\n              volumeMounts: [{name: host, mountPath: /host}]\n"
+    };
+    for (name, labels) in [
+        ("etcd-snapshot", ""),
+        ("shipper", "app: log-shipper"),
+        ("node-backup", ""),
+    ] {
+        c.apply_as(&privileged_root(name, labels), &["--as=tenant"])?;
+    }
+    let names = ["etcd-snapshot", "shipper", "node-backup"];
+    let check = |guardrail: bool| async move {
+        let mut want = vec!["PrivilegedJobTemplate", "HostPathMount"];
+        if guardrail {
+            want.push("ImageNotApproved");
+        }
+        let mut wrong = Vec::new();
+        for name in names {
+            let f = c.open_finding(ns, name, &want).await?;
+            let s = f.status.as_ref().unwrap();
+            let sev = |rule: &str| {
+                s.violations
+                    .iter()
+                    .filter(|v| v.rule.as_str() == rule)
+                    .map(|v| v.severity.as_str())
+                    .max()
+            };
+            let got = (
+                s.severity.map(|s| s.as_str()),
+                sev("HostPathMount"),
+                sev("PrivilegedJobTemplate"),
+            );
+            if got != (Some("critical"), Some("critical"), Some("high")) {
+                wrong.push(format!(
+                    "{name}: (finding, HostPathMount, PrivilegedJobTemplate) = {got:?}"
+                ));
+            }
+            if guardrail
+                && !s.violations.iter().any(|v| {
+                    v.rule.as_str() == "ImageNotApproved"
+                        && v.baseline == "ClusterCronJobBaseline/e2e-guardrail[0]"
+                })
+            {
+                wrong.push(format!(
+                    "{name}: the `*` guardrail's ImageNotApproved is missing"
+                ));
+            }
+        }
+        ensure(wrong.is_empty(), wrong.join("; "))
+    };
+    check(false).await?;
+    // Both baselines say what they asked for and did not get.
+    let platform = Api::<ClusterCronJobBaseline>::all(c.client.clone());
+    let message = wait("e2e-exemptions Restricted=True", DEADLINE, || async {
+        platform
+            .get_opt("e2e-exemptions")
+            .await
+            .ok()??
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Restricted" && c.status == "True")
+            .map(|c| c.message)
+    })
+    .await?;
+    ensure(
+        message.contains("e2e-exemptions[0]")
+            && message.contains("e2e-exemptions[1]")
+            && !message.contains("e2e-exemptions[2]"),
+        format!("Restricted names the two unscoped exceptions: {message}"),
+    )?;
+    let own = Api::<CronJobBaseline>::namespaced(c.client.clone(), ns);
+    wait("own Restricted=True", DEADLINE, || async {
+        own.get_opt("own")
+            .await
+            .ok()??
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Restricted" && c.status == "True")
+    })
+    .await?;
+    // A guardrail for every CronJob: whichever entry a tenant's name or
+    // labels pick, its registry and digest still hold.
+    c.apply(&format!(
+        r#"apiVersion: cronwarden.io/v1alpha1
+kind: ClusterCronJobBaseline
+metadata: {{name: e2e-guardrail}}
+spec:
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+  approved:
+    - namePattern: "*"
+      images: ["registry.corp.example/*"]
+      requireDigest: true
+"#
+    ))?;
+    check(true).await?;
+    ctl.settle(2).await?;
+    // Cleaned up: these baselines must not govern later scenarios' objects.
+    c.kubectl(&[
+        "delete",
+        "clustercronjobbaseline",
+        "e2e-exemptions",
+        "e2e-guardrail",
+    ])
+    .map(|_| ())
 }

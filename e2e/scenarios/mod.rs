@@ -33,6 +33,7 @@ const NS_MANAGED_FIELDS: &str = "e2e-managed-fields";
 const NS_SNAPSHOT_PIN: &str = "e2e-snapshot-pin";
 const NS_TENANT: &str = "e2e-tenant";
 const NS_ACCESS: &str = "e2e-access";
+const NS_BORROW: &str = "e2e-borrow";
 const NS_FAILOVER: &str = "e2e-failover";
 const NS_ENFORCEMENT: &str = "e2e-enforcement";
 const NS_AUDIT: &str = "e2e-audit";
@@ -136,6 +137,11 @@ pub async fn run_all(c: &Cluster) -> i32 {
         results,
         "access model: aggregated roles, admission, namespace deletion",
         access::access_model_roles_and_admission(c)
+    );
+    scenario!(
+        results,
+        "tenant names and labels CronJobs to borrow cluster exemptions",
+        access::tenant_cannot_borrow_cluster_exemptions(c, &ctl)
     );
     scenario!(
         results,
