@@ -270,6 +270,12 @@ pub struct RunArgs {
     pub health_stall: Duration,
     #[command(flatten)]
     pub audit: AuditSourceArgs,
+    /// Check the settings (flags, environment, --config file), the TLS
+    /// material, the API server's reachability, the CRDs and RBAC as the
+    /// controller would at start-up, print one line per problem, and exit
+    /// 0 (ready to run) or 2, without starting anything.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// Where the controller reads audit events from (SPEC 7); none = no actor.

@@ -85,6 +85,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if args.check_config {
+                return ExitCode::from(check_config(&args));
+            }
             match tokio_runtime().and_then(|rt| rt.block_on(cronwarden::controller::run(args))) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -133,6 +136,25 @@ fn main() -> ExitCode {
         Command::Baseline(BaselineCommand::Snapshot(args)) => snapshot_command(args),
     };
     ExitCode::from(code as u8)
+}
+
+/// `cronwarden run --check-config`: one line per problem, exit 0 or 2.
+fn check_config(args: &cronwarden::cli::RunArgs) -> u8 {
+    let problems = match tokio_runtime() {
+        Ok(rt) => rt.block_on(cronwarden::controller::preflight::check_config(args)),
+        Err(e) => vec![format!("cannot start the async runtime: {e}")],
+    };
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if problems.is_empty() {
+        println!(
+            "ok: settings, TLS material, API server, CRDs and RBAC are what `cronwarden run` needs"
+        );
+        0
+    } else {
+        2
+    }
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

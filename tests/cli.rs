@@ -588,3 +588,48 @@ fn the_shipped_settings_are_accepted_by_the_binary() {
         panic!("config/manager/config.yaml is rejected by the binary: {e}");
     }
 }
+
+/// `cronwarden run --check-config` (issue 29): one line per problem and
+/// exit 2, without starting anything; the shipped settings file passes the
+/// settings part.
+#[test]
+fn check_config_names_each_problem_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args([
+            "run",
+            "--check-config",
+            "--allowed-registry",
+            "[",
+            "--metrics-cert",
+            "/nonexistent/tls.crt",
+            "--metrics-key",
+            "/nonexistent/tls.key",
+        ])
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with("error: settings:"), "{stderr}");
+    assert!(
+        lines[1].starts_with("error: metrics TLS: --metrics-cert:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("error: no Kubernetes client configuration"),
+        "{stderr}"
+    );
+    // A settings file the binary rejects is the first (and only) line.
+    let bad = temp_file(dir.path(), "bad.yaml", "trustedNamespaces: [x]\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+        .args(["run", "--check-config", "--config", &bad])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}

@@ -277,6 +277,39 @@ pub(super) async fn startup_problems_say_what_to_fix(c: &Cluster) -> Result<(), 
             && last.contains("grant them"),
         format!("exit {code}, log:\n{log}"),
     )?;
+    // `--check-config` says the same without starting anything: exit 2
+    // and the one line for the identity without RBAC, exit 0 for the
+    // controller's own service account.
+    let check = |kubeconfig: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cronwarden"))
+            .args(["run", "--check-config", "--metrics-insecure"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", "cronwarden-system")
+            .output()
+            .map_err(|e| e.to_string())
+    };
+    let out = check(&nobody)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        out.status.code() == Some(2)
+            && stderr.lines().count() == 1
+            && stderr
+                .starts_with("error: RBAC: this controller's identity may not list cronjobs.batch"),
+        format!(
+            "--check-config without RBAC: {:?} {stderr}",
+            out.status.code()
+        ),
+    )?;
+    let out = check(&c.sa_kubeconfig)?;
+    ensure(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("ok: "),
+        format!(
+            "--check-config as the controller: {:?} {} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )?;
     // A cluster without the CRDs: a second API server on the same etcd,
     // under another prefix (only when this harness runs the API server).
     let (mut bare, admin) = match c.bare_apiserver().await {

@@ -303,15 +303,15 @@ pub(crate) fn spawn_https<M, S, B>(
     });
 }
 
-/// Bind and serve; errors in the flags or the bind come back at once.
-pub async fn start(
-    args: &AuditSourceArgs,
-    sink: Arc<Sink>,
-    leading: impl Fn() -> bool + Send + Sync + 'static,
-) -> anyhow::Result<SocketAddr> {
-    let (Some(addr), Some(cert), Some(key)) =
-        (&args.webhook_addr, &args.webhook_cert, &args.webhook_key)
-    else {
+/// The webhook's flags and files as [`start`] reads them, without binding
+/// (`cronwarden run --check-config`).
+pub fn check_flags(args: &AuditSourceArgs) -> anyhow::Result<()> {
+    webhook_tls(args).map(|_| ())
+}
+
+/// The TLS settings and token of the webhook flags.
+fn webhook_tls(args: &AuditSourceArgs) -> anyhow::Result<(rustls::ServerConfig, Option<String>)> {
+    let (Some(cert), Some(key)) = (&args.webhook_cert, &args.webhook_key) else {
         anyhow::bail!("--audit-webhook-addr needs --audit-webhook-cert and --audit-webhook-key");
     };
     if args.webhook_client_ca.is_none() && args.webhook_token_file.is_none() {
@@ -329,6 +329,19 @@ pub async fn start(
         args.webhook_client_ca.as_deref(),
         token.is_some(),
     )?;
+    Ok((config, token))
+}
+
+/// Bind and serve; errors in the flags or the bind come back at once.
+pub async fn start(
+    args: &AuditSourceArgs,
+    sink: Arc<Sink>,
+    leading: impl Fn() -> bool + Send + Sync + 'static,
+) -> anyhow::Result<SocketAddr> {
+    let Some(addr) = &args.webhook_addr else {
+        anyhow::bail!("no --audit-webhook-addr");
+    };
+    let (config, token) = webhook_tls(args)?;
     let gate = Arc::new(Gate::new(token.as_deref(), args.webhook_max_body).only_when(leading));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

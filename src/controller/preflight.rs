@@ -223,3 +223,51 @@ pub async fn check(client: &Client, args: &RunArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `cronwarden run --check-config`: every problem the controller would stop
+/// on at start-up, one line each, without starting anything. The
+/// settings file and flags were already resolved by the caller (a problem
+/// there exits 2 before this runs).
+pub async fn check_config(args: &RunArgs) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = crate::engine::Engine::new(args.engine.settings()) {
+        problems.push(format!("settings: {e}"));
+    }
+    if !args.metrics_insecure
+        && let Err(e) = super::metrics_auth::tls_config(
+            args.metrics_cert.as_deref(),
+            args.metrics_key.as_deref(),
+        )
+    {
+        problems.push(format!("metrics TLS: {e:#}"));
+    }
+    if let Some(log) = &args.audit.log {
+        let dir = log
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            problems.push(format!(
+                "--audit-log {}: folder {} does not exist (is the audit log mounted?)",
+                log.display(),
+                dir.display()
+            ));
+        }
+    }
+    if args.audit.webhook_addr.is_some()
+        && let Err(e) = crate::audit::webhook::check_flags(&args.audit)
+    {
+        problems.push(format!("audit webhook: {e:#}"));
+    }
+    match Client::try_default().await {
+        Err(e) => problems.push(format!(
+            "no Kubernetes client configuration (in-cluster service account or KUBECONFIG): {e}"
+        )),
+        Ok(client) => {
+            if let Err(why) = check(&client, args).await {
+                problems.push(why);
+            }
+        }
+    }
+    problems
+}
