@@ -572,18 +572,26 @@ fn heuristics_can_be_disabled_and_waived_but_not_by_annotations() {
             .findings
             .is_empty()
     );
-    // The platform may waive it (a team may not: tests/tiers.rs).
+    // The platform may waive it from an entry naming the namespace (a
+    // team may not, nor may an entry any CronJob can match by name:
+    // tests/tiers.rs).
     let waived = cluster_baseline(
+        "platform",
+        None,
+        json!([{"name": "x", "namespaces": ["apps"], "waive": ["HostPathMount"]}]),
+    );
+    assert!(evaluate(&[bad.clone(), waived]).findings.is_empty());
+    let unscoped = cluster_baseline(
         "platform",
         None,
         json!([{"name": "x", "waive": ["HostPathMount"]}]),
     );
-    assert!(evaluate(&[bad.clone(), waived]).findings.is_empty());
+    assert!(fires(&[bad.clone(), unscoped], Rule::HostPathMount));
     // A waiver covers only what its entry matches.
     let other = cluster_baseline(
         "platform",
         None,
-        json!([{"name": "y", "waive": ["HostPathMount"]}, {"name": "x"}]),
+        json!([{"name": "y", "namespaces": ["apps"], "waive": ["HostPathMount"]}, {"name": "x"}]),
     );
     assert!(fires(&[bad, other], Rule::HostPathMount));
 }

@@ -534,6 +534,27 @@ spec:
         let mut wrong = Vec::new();
         for name in names {
             let f = c.open_finding(ns, name, &want).await?;
+            // The exception's own ImageNotApproved is there before the
+            // guardrail's: wait for the one the guardrail produces.
+            let f = if guardrail {
+                wait(
+                    &format!("{name}: the guardrail's violation"),
+                    DEADLINE,
+                    || async {
+                        let f = c.finding(ns, name).await?;
+                        f.status
+                            .as_ref()?
+                            .violations
+                            .iter()
+                            .any(|v| v.baseline == "ClusterCronJobBaseline/e2e-guardrail[0]")
+                            .then_some(f)
+                    },
+                )
+                .await
+                .unwrap_or(f)
+            } else {
+                f
+            };
             let s = f.status.as_ref().unwrap();
             let sev = |rule: &str| {
                 s.violations
@@ -597,6 +618,9 @@ spec:
             .find(|c| c.type_ == "Restricted" && c.status == "True")
     })
     .await?;
+    // Settled with both baselines seen: still critical and high.
+    ctl.settle(2).await?;
+    check(false).await?;
     // A guardrail for every CronJob: whichever entry a tenant's name or
     // labels pick, its registry and digest still hold.
     c.apply(&format!(

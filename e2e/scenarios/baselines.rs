@@ -22,6 +22,21 @@ pub(super) async fn invalid_baselines_rejected(c: &Cluster, ctl: &Ctl) -> Result
         err.contains("exactly one of name, namePattern or selector"),
         format!("schema message: {err}"),
     )?;
+    // `namespaces` scopes cluster entries only (SPEC 2.1): the API server
+    // refuses it in a team's baseline.
+    let scoped = baseline_yaml(
+        ns,
+        "scoped",
+        "    - name: a\n      namespaces: [kube-system]\n",
+    );
+    let err = c
+        .apply(&scoped)
+        .err()
+        .ok_or("schema accepted namespaces on a CronJobBaseline entry")?;
+    ensure(
+        err.contains("namespaces is only allowed on ClusterCronJobBaseline entries"),
+        format!("schema message: {err}"),
+    )?;
     let bad_enum = baseline_yaml(ns, "enum", "    - name: a\n      waive: [NotInBaseline]\n");
     ensure(
         c.apply(&bad_enum).is_err(),
