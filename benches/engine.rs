@@ -61,6 +61,54 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cluster tier's cost per CronJob (SPEC 2.2): 10k CronJobs, their
+/// team baselines, and a platform baseline whose `*` guardrail, 20
+/// namePattern and 20 selector entries every CronJob is matched against
+/// (each CronJob matches the `*` and some of the others, so each carries
+/// guardrails whose images and raises are checked).
+fn cluster_tier(c: &mut Criterion) {
+    let engine = Engine::new(Settings::default()).unwrap();
+    let mut group = c.benchmark_group("evaluate/cluster_tier");
+    group.measurement_time(Duration::from_secs(8));
+    let mut inv = inventory(10_000);
+    let mut entries = vec![serde_json::json!({
+        "namePattern": "*",
+        "images": ["registry.example.com/*"],
+        "minInterval": "5m",
+        "severityOverrides": {"MutableImageReference": "medium"},
+    })];
+    for i in 0..20 {
+        entries.push(serde_json::json!({"namePattern": format!("job-00{i:02}*"), "images": ["registry.example.com/*"]}));
+        entries.push(serde_json::json!({
+            "selector": {"matchLabels": {"app": format!("app-{i}")}},
+            "waive": ["HistoryErasure"],
+        }));
+    }
+    inv.cluster_baselines = vec![
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cronwarden.io/v1alpha1",
+            "kind": "ClusterCronJobBaseline",
+            "metadata": {"name": "platform"},
+            "spec": {"approved": entries},
+        }))
+        .unwrap(),
+    ];
+    let compiled: Vec<_> = inv
+        .cluster_baselines
+        .iter()
+        .map(|b| engine.compile(b))
+        .chain(inv.baselines.iter().map(|b| engine.compile(b)))
+        .collect();
+    let refs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
+    let findings = engine.evaluate(&inv).findings.len();
+    eprintln!("10000 CronJobs x 1000 team entries + 41 cluster entries: {findings} findings");
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("compiled/10000", |b| {
+        b.iter(|| black_box(engine.evaluate_compiled(&refs, &compiled, &inv.namespaces)))
+    });
+    group.finish();
+}
+
 fn scan_file(c: &mut Criterion) {
     let spec = Spec {
         cronjobs: 10_000,
@@ -201,6 +249,7 @@ criterion_group!(
     benches,
     stored_finding,
     evaluate,
+    cluster_tier,
     scan_file,
     schedule_min_interval,
     template_hash,

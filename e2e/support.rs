@@ -158,6 +158,15 @@ pub fn baseline_yaml(ns: &str, name: &str, entries: &str) -> String {
     )
 }
 
+/// A ClusterCronJobBaseline that governs namespace `ns` alone (selected by
+/// the `kubernetes.io/metadata.name` label the API server sets), so it
+/// never reaches another scenario's objects.
+pub fn cluster_baseline_yaml(name: &str, ns: &str, entries: &str) -> String {
+    format!(
+        "apiVersion: cronwarden.io/v1alpha1\nkind: ClusterCronJobBaseline\nmetadata:\n  name: {name}\nspec:\n  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  approved:\n{entries}"
+    )
+}
+
 impl Cluster {
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
         self.apply_as(yaml, &[])

@@ -12,7 +12,9 @@ use kube::Api;
 
 use super::{NS_ACCESS, NS_BORROW, NS_TENANT};
 use crate::harness::Cluster;
-use crate::support::{Ctl, DEADLINE, baseline_yaml, cronjob_yaml, ensure, ensure_refused, wait};
+use crate::support::{
+    Ctl, DEADLINE, baseline_yaml, cluster_baseline_yaml, cronjob_yaml, ensure, ensure_refused, wait,
+};
 use cronwarden::api::{ClusterCronJobBaseline, CronJobBaseline, CronJobFinding};
 
 /// The heuristics only the cluster tier may relax at these severities.
@@ -440,6 +442,16 @@ pub(super) async fn access_model_roles_and_admission(c: &Cluster) -> Result<(), 
     Ok(())
 }
 
+/// A baseline's Restricted condition (either kind), when True.
+fn restricted_true(
+    status: Option<cronwarden::api::CronJobBaselineStatus>,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Restricted" && c.status == "True")
+}
+
 /// SPEC 2.2 (2026-12-07): a tenant (an impersonated namespace admin) who
 /// reads the platform's ClusterCronJobBaseline names and labels its
 /// CronJobs to match each of its entries, and stacks its own waivers: it
@@ -486,22 +498,18 @@ pub(super) async fn tenant_cannot_borrow_cluster_exemptions(
     // The platform's exceptions: unscoped by name, unscoped by label,
     // and one scoped to kube-system. (A `*` guardrail comes later: a
     // pattern entry would win the match over the selector.)
-    c.apply(&format!(
-        r#"apiVersion: cronwarden.io/v1alpha1
-kind: ClusterCronJobBaseline
-metadata: {{name: e2e-exemptions}}
-spec:
-  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
-  approved:
-    - name: etcd-snapshot
+    c.apply(&cluster_baseline_yaml(
+        "e2e-exemptions",
+        ns,
+        r#"    - name: etcd-snapshot
       images: ["registry.k8s.io/etcd*"]
       waive: [HostPathMount, PrivilegedJobTemplate]
-    - selector: {{matchLabels: {{app: log-shipper}}}}
-      severityOverrides: {{HostPathMount: medium, PrivilegedJobTemplate: low}}
+    - selector: {matchLabels: {app: log-shipper}}
+      severityOverrides: {HostPathMount: medium, PrivilegedJobTemplate: low}
     - name: node-backup
       namespaces: [kube-system]
       waive: [HostPathMount, PrivilegedJobTemplate]
-"#
+"#,
     ))?;
     // The tenant stacks its own waivers on each.
     c.apply_as(
@@ -590,15 +598,7 @@ spec:
     // Both baselines say what they asked for and did not get.
     let platform = Api::<ClusterCronJobBaseline>::all(c.client.clone());
     let message = wait("e2e-exemptions Restricted=True", DEADLINE, || async {
-        platform
-            .get_opt("e2e-exemptions")
-            .await
-            .ok()??
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Restricted" && c.status == "True")
-            .map(|c| c.message)
+        restricted_true(platform.get_opt("e2e-exemptions").await.ok()??.status).map(|c| c.message)
     })
     .await?;
     ensure(
@@ -609,13 +609,7 @@ spec:
     )?;
     let own = Api::<CronJobBaseline>::namespaced(c.client.clone(), ns);
     wait("own Restricted=True", DEADLINE, || async {
-        own.get_opt("own")
-            .await
-            .ok()??
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Restricted" && c.status == "True")
+        restricted_true(own.get_opt("own").await.ok()??.status)
     })
     .await?;
     // Settled with both baselines seen: still critical and high.
@@ -623,17 +617,10 @@ spec:
     check(false).await?;
     // A guardrail for every CronJob: whichever entry a tenant's name or
     // labels pick, its registry and digest still hold.
-    c.apply(&format!(
-        r#"apiVersion: cronwarden.io/v1alpha1
-kind: ClusterCronJobBaseline
-metadata: {{name: e2e-guardrail}}
-spec:
-  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
-  approved:
-    - namePattern: "*"
-      images: ["registry.corp.example/*"]
-      requireDigest: true
-"#
+    c.apply(&cluster_baseline_yaml(
+        "e2e-guardrail",
+        ns,
+        "    - namePattern: \"*\"\n      images: [\"registry.corp.example/*\"]\n      requireDigest: true\n",
     ))?;
     check(true).await?;
     ctl.settle(2).await?;
