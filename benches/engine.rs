@@ -93,12 +93,7 @@ fn cluster_tier(c: &mut Criterion) {
         }))
         .unwrap(),
     ];
-    let compiled: Vec<_> = inv
-        .cluster_baselines
-        .iter()
-        .map(|b| engine.compile(b))
-        .chain(inv.baselines.iter().map(|b| engine.compile(b)))
-        .collect();
+    let compiled = engine.compile_inventory(&inv);
     let refs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
     let findings = engine.evaluate(&inv).findings.len();
     eprintln!("10000 CronJobs x 1000 team entries + 41 cluster entries: {findings} findings");

@@ -97,12 +97,7 @@ impl<'a> Auditor<'a> {
             errors,
         } = crate::scan::scan_loaded(engine, baselines);
         let inv = &loaded.inventory;
-        let compiled = inv
-            .cluster_baselines
-            .iter()
-            .map(|b| engine.compile(b))
-            .chain(inv.baselines.iter().map(|b| engine.compile(b)))
-            .collect();
+        let compiled = engine.compile_inventory(inv);
         let namespaces = inv.namespaces.clone();
         let report = AuditReport {
             scan: ScanResult {

@@ -98,9 +98,7 @@ impl<'a> Pool<'a> {
             .find(|e| e.matches(&cj.name, &cj.labels))
             .copied()
     }
-}
 
-impl<'a> Pool<'a> {
     /// Every other entry of the pool the CronJob matches, in matching
     /// order, besides its approval `best`: the guardrails of SPEC 2.2.
     pub fn also_matched(&self, cj: &CronJobView, best: &CompiledEntry) -> Vec<&'a CompiledEntry> {

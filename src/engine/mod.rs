@@ -139,6 +139,15 @@ impl Engine {
         governance::compile(b.into())
     }
 
+    /// Every baseline of an inventory compiled, the cluster tier first.
+    pub fn compile_inventory(&self, inv: &Inventory) -> Vec<CompiledBaseline> {
+        inv.cluster_baselines
+            .iter()
+            .map(|b| self.compile(b))
+            .chain(inv.baselines.iter().map(|b| self.compile(b)))
+            .collect()
+    }
+
     /// Answer PowerfulServiceAccount from this source.
     pub fn with_powers(mut self, source: std::sync::Arc<dyn power::PowerSource>) -> Engine {
         self.powers = Some(source);
@@ -154,12 +163,7 @@ impl Engine {
                 .with_powers(std::sync::Arc::new(inv.rbac.clone()))
                 .evaluate(inv);
         }
-        let compiled: Vec<CompiledBaseline> = inv
-            .cluster_baselines
-            .iter()
-            .map(|b| self.compile(b))
-            .chain(inv.baselines.iter().map(|b| self.compile(b)))
-            .collect();
+        let compiled = self.compile_inventory(inv);
         let cronjobs: Vec<&CronJobView> = inv.cronjobs.iter().collect();
         let mut e = self.evaluate_compiled(&cronjobs, &compiled, &inv.namespaces);
         // Jobs: lineage against the CronJobs given (offline, a CronJob not

@@ -176,11 +176,8 @@ impl<'a> Finder<'a> {
 
     /// The severity relaxations of `rule` are weighed against.
     fn gate(&self, rule: Rule, base: Severity) -> Severity {
-        let raised = gate(rule, base, [self.cluster, self.namespace]);
-        self.guardrails
-            .iter()
-            .filter_map(|g| g.severity_overrides.get(&rule).copied())
-            .fold(raised, Severity::max)
+        let approvals = [self.cluster, self.namespace].into_iter().flatten();
+        gate(rule, base, approvals.chain(self.guardrails.iter().copied()))
     }
 
     /// Attribute the next violations to this entry or tier.

@@ -44,11 +44,16 @@ pub fn base_severity(rule: Rule, given: Option<Severity>, settings: &Settings) -
 }
 
 /// The severity relaxations are weighed against: `base` raised by any
-/// matched entry's override of `rule` that raises it (lowerings ignored).
-pub fn gate(rule: Rule, base: Severity, entries: [Option<&CompiledEntry>; 2]) -> Severity {
-    entries
+/// matched entry's override of `rule` that raises it (lowerings ignored);
+/// the matched entries are the approvals of both tiers and the cluster
+/// tier's guardrails.
+pub fn gate<'e>(
+    rule: Rule,
+    base: Severity,
+    matched: impl IntoIterator<Item = &'e CompiledEntry>,
+) -> Severity {
+    matched
         .into_iter()
-        .flatten()
         .filter_map(|e| e.severity_overrides.get(&rule).copied())
         .fold(base, Severity::max)
 }
